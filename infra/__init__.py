@@ -1,0 +1,1 @@
+"""Settings, filesystems, compute clusters and the local service stack: where configuration becomes objects."""

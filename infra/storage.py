@@ -1,0 +1,117 @@
+"""Turn a lake URL and settings into an fsspec filesystem: the only place that builds one.
+
+A :class:`Lake` is a filesystem plus a root path; every zone (raw/, ledger/, cubes/, tables/, stac/) is a key
+below the root. Local paths are made absolute; ``s3://`` URLs use s3fs with the endpoint and credentials from
+settings (or the standard ``AWS_*`` variables).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+
+from infra.settings import Settings, get_settings
+from transforms.errors import LakeError
+
+
+@dataclass(frozen=True)
+class Lake:
+    """A lake root on a filesystem. ``url`` is what users see; ``path(...)`` gives keys for ``fs``."""
+
+    fs: fsspec.AbstractFileSystem
+    root: str  # path on fs, without protocol
+    protocol: str  # "file" or "s3"
+
+    @property
+    def url(self) -> str:
+        return self.root if self.protocol == "file" else f"{self.protocol}://{self.root}"
+
+    def path(self, *parts: str) -> str:
+        """A key below the root, for ``self.fs``."""
+        return posixpath.join(self.root, *parts)
+
+    def url_of(self, *parts: str) -> str:
+        """A full URL below the root, for tools that take URLs (xarray, intake, pystac)."""
+        p = self.path(*parts)
+        return p if self.protocol == "file" else f"{self.protocol}://{p}"
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """Options that let another fsspec user (xarray, dask workers) open the same URLs. May hold secrets:
+        never write them into the lake or a catalog file."""
+        return dict(self.fs.storage_options) if self.protocol != "file" else {}
+
+
+def s3_storage_options(settings: Settings) -> dict[str, Any]:
+    """s3fs keyword arguments from settings, falling back to the standard AWS environment variables."""
+    endpoint = settings.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    opts: dict[str, Any] = {}
+    if settings.s3_key is not None:
+        opts["key"] = settings.s3_key.get_secret_value()
+    if settings.s3_secret is not None:
+        opts["secret"] = settings.s3_secret.get_secret_value()
+    client_kwargs: dict[str, Any] = {}
+    if endpoint:
+        client_kwargs["endpoint_url"] = endpoint
+    if settings.s3_region:
+        client_kwargs["region_name"] = settings.s3_region
+    if client_kwargs:
+        opts["client_kwargs"] = client_kwargs
+    return opts
+
+
+def open_lake(url: str | None = None, *, settings: Settings | None = None, create: bool = True) -> Lake:
+    """Open (and by default create) the lake at ``url`` (default: ``settings.lake``).
+
+    Raises :class:`LakeError` with a fix-it message if the location cannot be reached or written.
+    """
+    settings = settings or get_settings()
+    url = url or settings.lake
+    protocol, _, rest = url.partition("://")
+    if not rest:
+        protocol, rest = "file", url
+    if protocol == "file":
+        root = os.path.abspath(os.path.expanduser(rest))
+        fs = fsspec.filesystem("file", auto_mkdir=True)
+        try:
+            if create:
+                os.makedirs(root, exist_ok=True)
+            elif not os.path.isdir(root):
+                raise LakeError(f"no lake at {root}: run `eolake demo --lake {root}` or harvest into it first")
+            if not os.access(root, os.W_OK):
+                raise LakeError(f"lake directory {root} is not writable: choose another --lake")
+        except OSError as exc:
+            if isinstance(exc, LakeError):
+                raise
+            raise LakeError(f"cannot create lake directory {root}: {exc.strerror or exc}") from exc
+        return Lake(fs, root.replace(os.sep, "/"), "file")
+    if protocol == "s3":
+        return _open_s3_lake(rest.rstrip("/"), settings, create=create)
+    raise LakeError(f"unsupported lake URL {url!r}: use a local directory or s3://bucket/prefix")
+
+
+def _open_s3_lake(root: str, settings: Settings, *, create: bool) -> Lake:
+    import s3fs  # only infra builds S3 filesystems
+
+    opts = s3_storage_options(settings)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **opts)
+    bucket = root.split("/", 1)[0]
+    endpoint = opts.get("client_kwargs", {}).get("endpoint_url", "AWS")
+    try:
+        if not fs.exists(bucket):
+            if not create:
+                raise LakeError(f"bucket {bucket!r} does not exist at {endpoint}")
+            fs.mkdir(bucket)
+        fs.ls(bucket, refresh=True)
+    except LakeError:
+        raise
+    except Exception as exc:  # botocore raises many unrelated types for one failure
+        raise LakeError(
+            f"cannot reach lake s3://{root} at {endpoint}: {type(exc).__name__}: {exc}. "
+            "Check EOLAKE_S3_ENDPOINT_URL (or AWS_ENDPOINT_URL) and the credentials"
+        ) from exc
+    return Lake(fs, root, "s3")
