@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,3 +116,38 @@ def _open_s3_lake(root: str, settings: Settings, *, create: bool) -> Lake:
             "Check EOLAKE_S3_ENDPOINT_URL (or AWS_ENDPOINT_URL) and the credentials"
         ) from exc
     return Lake(fs, root, "s3")
+
+
+def write_bytes_atomic(lake: Lake, key: str, data: bytes) -> None:
+    """Put ``data`` at ``key`` so that readers see the old object or the new one, never a part.
+
+    Local: write a temporary sibling, then rename over the key. S3: a single PUT is atomic.
+    """
+    path = lake.path(key)
+    if lake.protocol == "file":
+        tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        os.makedirs(posixpath.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    else:
+        lake.fs.pipe_file(path, data)
+        lake.fs.invalidate_cache(posixpath.dirname(path))
+
+
+def zarr_store(lake: Lake, key: str, *, read_only: bool = False) -> Any:
+    """A Zarr v3 store for ``key`` in the lake (LocalStore on disk, FsspecStore on S3)."""
+    import zarr.storage
+
+    path = lake.path(key)
+    if lake.protocol == "file":
+        return zarr.storage.LocalStore(path, read_only=read_only)
+    return zarr.storage.FsspecStore(fs=_async_fs(lake), path=path, read_only=read_only)
+
+
+def _async_fs(lake: Lake) -> Any:
+    import s3fs
+
+    return s3fs.S3FileSystem(asynchronous=True, skip_instance_cache=True, **lake.storage_options)

@@ -1,0 +1,145 @@
+"""Find granules upstream: a static STAC catalog (path or URL) or a STAC API.
+
+Static catalogs are read with pystac, APIs searched with pystac-client. Either way the result is a list of
+:class:`UpstreamGranule` — what the harvest needs to fetch and verify one file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import fsspec
+import pystac
+
+from transforms.errors import GranuleNameError, SourceError
+from transforms.granules import GranuleName, parse_granule_name
+
+DEFAULT_COLLECTION = "sentinel-5p-l2-netcdf"
+NETCDF_TYPES = {"application/x-netcdf", "application/netcdf"}
+
+
+@dataclass(frozen=True)
+class UpstreamGranule:
+    """One granule file offered by a source."""
+
+    name: GranuleName
+    href: str  # absolute URL or path of the file
+    size: int | None  # bytes, when the source publishes it (file:size)
+    sha256: str | None  # hex digest, when the source publishes a sha2-256 multihash (file:checksum)
+    item: dict[str, Any]  # the upstream STAC item, for provenance
+
+    @property
+    def granule_id(self) -> str:
+        return self.name.id
+
+
+def _is_url(s: str) -> bool:
+    return urlparse(s).scheme in {"http", "https", "s3", "gs", "az", "file"}
+
+
+def _read_json(href: str) -> dict[str, Any]:
+    try:
+        with fsspec.open(href, "rt") as f:
+            doc: dict[str, Any] = json.load(f)
+            return doc
+    except FileNotFoundError as exc:
+        raise SourceError(f"source {href} not found: give a static catalog.json path/URL or a STAC API root") from exc
+    except json.JSONDecodeError as exc:
+        raise SourceError(f"source {href} is not JSON ({exc.msg}): is it a STAC catalog or API?") from exc
+    except Exception as exc:  # network stacks raise many types
+        raise SourceError(f"cannot read source {href}: {type(exc).__name__}: {exc}") from exc
+
+
+def resolve_source(source: str) -> tuple[str, dict[str, Any]]:
+    """The root document's href and content. A directory means its ``catalog.json``."""
+    href = source
+    if not _is_url(source):
+        href = os.path.abspath(os.path.expanduser(source))
+        if os.path.isdir(href):
+            href = os.path.join(href, "catalog.json")
+        if not os.path.exists(href):
+            raise SourceError(f"source {source} not found: give a static catalog.json path/URL or a STAC API root")
+    return href, _read_json(href)
+
+
+def is_stac_api(root: dict[str, Any]) -> bool:
+    conforms = root.get("conformsTo") or []
+    return any("item-search" in c for c in conforms)
+
+
+def _pick_asset(item: pystac.Item, product: str) -> pystac.Asset | None:
+    if product in item.assets:
+        return item.assets[product]
+    for asset in item.assets.values():
+        if asset.media_type in NETCDF_TYPES or asset.href.endswith((".nc", ".nc4", ".h5", ".he5")):
+            return asset
+    return None
+
+
+def _granule_from_item(item: pystac.Item, product: str) -> UpstreamGranule | None:
+    prop = item.properties.get("s5p:product_name")
+    if prop is not None and str(prop).lower() != product:
+        return None
+    asset = _pick_asset(item, product)
+    if asset is None:
+        return None
+    href = asset.get_absolute_href() or asset.href
+    try:
+        name = parse_granule_name(posixpath.basename(urlparse(href).path))
+    except GranuleNameError:
+        return None
+    if name.product != product:
+        return None
+    checksum = asset.extra_fields.get("file:checksum")
+    sha256 = checksum[4:] if isinstance(checksum, str) and checksum.startswith("1220") else None
+    size = asset.extra_fields.get("file:size")
+    return UpstreamGranule(name, href, int(size) if size is not None else None, sha256, item.to_dict())
+
+
+def _overlaps(name: GranuleName, start: dt.date, end: dt.date) -> bool:
+    lo = dt.datetime.combine(start, dt.time(), dt.timezone.utc)
+    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    return name.start < hi and name.end > lo
+
+
+def find_granules(
+    source: str, *, product: str, start: dt.date, end: dt.date, collection: str = DEFAULT_COLLECTION
+) -> list[UpstreamGranule]:
+    """Granules of ``product`` whose time span overlaps the days ``start``…``end`` (inclusive), sorted by start."""
+    href, root = resolve_source(source)
+    if is_stac_api(root):
+        items = _search_api(href, collection=collection, start=start, end=end)
+    else:
+        try:
+            catalog = pystac.read_dict(root, href=href)
+        except Exception as exc:
+            raise SourceError(f"{href} is not a valid STAC catalog: {exc}") from exc
+        if not isinstance(catalog, pystac.Catalog):
+            raise SourceError(f"{href} is a STAC {type(catalog).__name__}, not a catalog or collection")
+        items = catalog.get_items(recursive=True)
+    found = []
+    for item in items:
+        g = _granule_from_item(item, product)
+        if g is not None and _overlaps(g.name, start, end):
+            found.append(g)
+    found.sort(key=lambda g: (g.name.start, g.granule_id))
+    return found
+
+
+def _search_api(href: str, *, collection: str, start: dt.date, end: dt.date) -> list[pystac.Item]:
+    from pystac_client import Client
+
+    lo = dt.datetime.combine(start - dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(23, 59, 59), dt.timezone.utc)
+    try:
+        client = Client.open(href)
+        search = client.search(collections=[collection], datetime=(lo, hi), limit=250)
+        return list(search.items())
+    except Exception as exc:
+        raise SourceError(f"STAC API search at {href} failed: {type(exc).__name__}: {exc}") from exc
