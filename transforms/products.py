@@ -38,6 +38,7 @@ class ProductSpec:
     corrected_since_processor: str | None = None  # "020100": files from this processor on carry corrected_var
     multiplication_factor_to_convert_to_molecules_percm2: float | None = None
     averaging_kernel_var: str | None = None  # dims (time, scanline, ground_pixel, layer); never read
+    averaging_kernel_group: str = "PRODUCT"
     ground_pixels: int = 450  # across-track pixels of a real granule
     layers: int = 34  # size of the ``layer`` dimension
     extra_dimensions: tuple[tuple[str, int], ...] = ()  # further /PRODUCT dims of real files
@@ -113,6 +114,8 @@ _PRODUCTS: dict[str, ProductSpec] = {
         standard_name="dry_atmosphere_mole_fraction_of_methane",
         corrected_var="methane_mixing_ratio_bias_corrected",
         corrected_since_processor="000000",  # every CH4 file has it
+        averaging_kernel_var="column_averaging_kernel",
+        averaging_kernel_group="PRODUCT/SUPPORT_DATA/DETAILED_RESULTS",
         ground_pixels=215,
         layers=12,
         extra_dimensions=(("level", 13),),
