@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ import fsspec
 
 from infra.settings import Settings, get_settings
 from transforms.errors import LakeError
+from transforms.storage import put_atomic
 
 
 @dataclass(frozen=True)
@@ -119,22 +119,8 @@ def _open_s3_lake(root: str, settings: Settings, *, create: bool) -> Lake:
 
 
 def write_bytes_atomic(lake: Lake, key: str, data: bytes) -> None:
-    """Put ``data`` at ``key`` so that readers see the old object or the new one, never a part.
-
-    Local: write a temporary sibling, then rename over the key. S3: a single PUT is atomic.
-    """
-    path = lake.path(key)
-    if lake.protocol == "file":
-        tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        os.makedirs(posixpath.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    else:
-        lake.fs.pipe_file(path, data)
-        lake.fs.invalidate_cache(posixpath.dirname(path))
+    """Put ``data`` at ``key`` so that readers see the old object or the new one, never a part."""
+    put_atomic(lake.fs, lake.path(key), data)
 
 
 def zarr_store(lake: Lake, key: str, *, read_only: bool = False) -> Any:

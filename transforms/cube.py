@@ -122,14 +122,26 @@ def _template(spec: CubeSpec, n_days: int) -> xr.Dataset:
     for name in DATA_VARS:
         dtype = np.int32 if name == "count" else np.float32
         fill = 0 if name == "count" else np.nan
-        data_vars[name] = (("time", "lat", "lon"), da.full(shape, fill, dtype=dtype, chunks=chunks), var_attrs[name])
+        data_vars[name] = (
+            ("time", "lat", "lon"),
+            da.full(shape, fill, dtype=dtype, chunks=chunks),
+            var_attrs[name],
+        )
     time = np.array([np.datetime64(spec.origin, "D") + i for i in range(n_days)], dtype="datetime64[ns]")
     ds = xr.Dataset(
         data_vars,
         coords={
             "time": ("time", time, {"standard_name": "time", "long_name": "time", "axis": "T"}),
-            "lat": ("lat", spec.grid.lat(), {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"}),
-            "lon": ("lon", spec.grid.lon(), {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}),
+            "lat": (
+                "lat",
+                spec.grid.lat(),
+                {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"},
+            ),
+            "lon": (
+                "lon",
+                spec.grid.lon(),
+                {"standard_name": "longitude", "units": "degrees_east", "axis": "X"},
+            ),
         },
         attrs=cube_attrs(spec),
     )
@@ -199,16 +211,26 @@ def _write_time(store: Store, spec: CubeSpec, n_days: int) -> None:
     time[:] = np.arange(n_days, dtype=np.int32)
 
 
-def write_day(store: Store, fields: xr.Dataset, *, day: dt.date, spec: CubeSpec, attrs: Mapping[str, Any] | None = None) -> None:
+def write_day(
+    store: Store, fields: xr.Dataset, *, day: dt.date, spec: CubeSpec, attrs: Mapping[str, Any] | None = None
+) -> None:
     """Write one day's gridded ``fields`` (dims (lat, lon): mean, uncertainty, count, weight) into the cube,
     replacing whatever that day held. Creates or grows the cube as needed."""
     ensure_cube(store, spec, until=day)
     i = spec.day_index(day)
     n_lat, n_lon = spec.grid.shape
     if fields.sizes.get("lat") != n_lat or fields.sizes.get("lon") != n_lon:
-        raise ValueError(f"fields have shape {dict(fields.sizes)}, cube grid {spec.grid.grid_id} needs {(n_lat, n_lon)}")
+        raise ValueError(
+            f"fields have shape {dict(fields.sizes)}, cube grid {spec.grid.grid_id} needs {(n_lat, n_lon)}"
+        )
     day_ds = xr.Dataset(
-        {name: (("time", "lat", "lon"), fields[name].values[None].astype(np.int32 if name == "count" else np.float32)) for name in DATA_VARS}
+        {
+            name: (
+                ("time", "lat", "lon"),
+                fields[name].values[None].astype(np.int32 if name == "count" else np.float32),
+            )
+            for name in DATA_VARS
+        }
     )
     _to_zarr(day_ds, store, region={"time": slice(i, i + 1), "lat": slice(0, n_lat), "lon": slice(0, n_lon)})
     if attrs:
@@ -221,4 +243,6 @@ def open_cube(store: Store, *, chunks: dict[str, int] | None = None) -> xr.Datas
     """Open a cube lazily (dask-backed). dims (time, lat, lon)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        return xr.open_zarr(store, zarr_format=3, consolidated=True, chunks=chunks if chunks is not None else {})
+        return xr.open_zarr(
+            store, zarr_format=3, consolidated=True, chunks=chunks if chunks is not None else {}
+        )

@@ -76,7 +76,9 @@ def observe(
     cloud[inside] = clouds.reshape(-1)[idx[inside]]
     threshold = np.quantile(clouds, 1.0 - model.cloud_fraction) if model.cloud_fraction > 0 else np.inf
     cloudy = cloud > threshold
-    qa = np.where(cloudy, rng.choice([0.4, 0.5, 0.61, 0.74], size=shape), rng.choice([0.77, 0.88, 1.0], size=shape))
+    qa = np.where(
+        cloudy, rng.choice([0.4, 0.5, 0.61, 0.74], size=shape), rng.choice([0.77, 0.88, 1.0], size=shape)
+    )
     precision = np.full(shape, model.precision) * np.where(cloudy, 2.0, 1.0)
     value = truth + rng.normal(0.0, 1.0, size=shape) * precision
     failed = rng.random(shape) < model.failure_fraction

@@ -68,7 +68,9 @@ class Swath:
     longitude_bounds: np.ndarray
 
 
-def _ground_track(model: OrbitModel, orbit: int, u_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ground_track(
+    model: OrbitModel, orbit: int, u_deg: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sub-satellite unit vectors (n, 3) in Earth-fixed coordinates and seconds after the orbit's node."""
     inc = np.radians(model.inclination)
     u = np.radians(u_deg)
@@ -99,10 +101,7 @@ def _cross_track_points(track: np.ndarray, ahead: np.ndarray, offsets_km: np.nda
     normal = np.cross(track, ahead)  # perpendicular to the orbit plane (points to the track's left)
     normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
     ang = offsets_km / EARTH_RADIUS_KM
-    return (
-        track[:, None, :] * np.cos(ang)[None, :, None]
-        - normal[:, None, :] * np.sin(ang)[None, :, None]
-    )
+    return track[:, None, :] * np.cos(ang)[None, :, None] - normal[:, None, :] * np.sin(ang)[None, :, None]
 
 
 def simulate_swath(
@@ -163,15 +162,15 @@ def simulate_swath(
     )
 
 
-def clip_swath(swath: Swath, bounds: tuple[float, float, float, float], *, margin: float = 0.5) -> Swath | None:
+def clip_swath(
+    swath: Swath, bounds: tuple[float, float, float, float], *, margin: float = 0.5
+) -> Swath | None:
     """Keep the scanlines with at least one pixel centre inside ``bounds`` (west, south, east, north; east may
     exceed 180 across the antimeridian) widened by ``margin`` degrees; None when nothing is inside."""
     west, south, east, north = bounds
     lon_w = (swath.longitude - (west - margin)) % 360.0 + (west - margin)
     inside = (
-        (swath.latitude >= south - margin)
-        & (swath.latitude <= north + margin)
-        & (lon_w <= east + margin)
+        (swath.latitude >= south - margin) & (swath.latitude <= north + margin) & (lon_w <= east + margin)
     )
     lines = np.flatnonzero(inside.any(axis=1))
     if lines.size == 0:

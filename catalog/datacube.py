@@ -1,0 +1,133 @@
+"""STAC for the daily L3 cubes: one collection per cube (with the whole Zarr store as a collection asset) and
+one item per committed day, described with the datacube and xarray-assets extensions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import pystac
+from pystac.extensions.datacube import DatacubeExtension
+
+from transforms.cube import CubeSpec
+
+DATACUBE_SCHEMA = DatacubeExtension.get_schema_uri()
+XARRAY_SCHEMA = "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json"
+ZARR_MEDIA_TYPE = "application/vnd+zarr"
+OPEN_KWARGS = {"engine": "zarr", "consolidated": True, "chunks": {}, "zarr_format": 3}
+
+
+def cube_collection_id(spec: CubeSpec) -> str:
+    return f"s5p-{spec.product}-l3-daily-{spec.grid.grid_id}"
+
+
+def cube_day_item_id(spec: CubeSpec, day: dt.date) -> str:
+    return f"{cube_collection_id(spec)}-{day.isoformat()}"
+
+
+def _grid_geometry(spec: CubeSpec) -> tuple[dict[str, Any], list[float]]:
+    west, south, east, north = spec.grid.bounds
+    if east <= 180.0:
+        ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+        return {"type": "Polygon", "coordinates": [ring]}, [west, south, east, north]
+    # crosses the antimeridian: two polygons, bbox with west > east (RFC 7946 §5.2)
+    e2 = east - 360.0
+    a = [[west, south], [180.0, south], [180.0, north], [west, north], [west, south]]
+    b = [[-180.0, south], [e2, south], [e2, north], [-180.0, north], [-180.0, south]]
+    return {"type": "MultiPolygon", "coordinates": [[a], [b]]}, [west, south, e2, north]
+
+
+def _dimensions(spec: CubeSpec, start: dt.date, end: dt.date) -> dict[str, Any]:
+    west, south, east, north = spec.grid.bounds
+    return {
+        "time": {"type": "temporal", "extent": [f"{start}T00:00:00Z", f"{end}T00:00:00Z"], "step": "P1D"},
+        "lat": {"type": "spatial", "axis": "y", "extent": [south, north], "step": spec.grid.resolution, "reference_system": 4326},
+        "lon": {"type": "spatial", "axis": "x", "extent": [west, east], "step": spec.grid.resolution, "reference_system": 4326},
+    }
+
+
+def _variables(spec: CubeSpec) -> dict[str, Any]:
+    dims = ["time", "lat", "lon"]
+    return {
+        "mean": {"type": "data", "dimensions": dims, "unit": spec.units, "description": f"daily mean {spec.long_name}"},
+        "uncertainty": {"type": "data", "dimensions": dims, "unit": spec.units, "description": "1-sigma uncertainty of the mean"},
+        "count": {"type": "auxiliary", "dimensions": dims, "description": "number of valid pixels in the cell"},
+        "weight": {"type": "auxiliary", "dimensions": dims, "description": "sum of binning weights"},
+    }
+
+
+def _zarr_asset(href: str, spec: CubeSpec) -> pystac.Asset:
+    return pystac.Asset(
+        href=href,
+        media_type=ZARR_MEDIA_TYPE,
+        title=f"{spec.title} (Zarr v3)",
+        roles=["data"],
+        extra_fields={"xarray:open_kwargs": dict(OPEN_KWARGS)},
+    )
+
+
+def create_cube_collection(spec: CubeSpec, *, store_href: str, start: dt.date, end: dt.date) -> pystac.Collection:
+    """The collection of one cube; ``store_href`` is the Zarr store's URL (absolute or relative to the
+    collection document)."""
+    geometry, bbox = _grid_geometry(spec)
+    collection = pystac.Collection(
+        id=cube_collection_id(spec),
+        title=spec.title,
+        description=(
+            f"Daily L3 {spec.long_name} on a {spec.grid.resolution}° grid ({spec.grid.grid_id}), binned from "
+            "Sentinel-5P TROPOMI L2 granules after fill and QA masking; mean, 1-sigma uncertainty and pixel count."
+        ),
+        extent=pystac.Extent(
+            pystac.SpatialExtent([bbox]),
+            pystac.TemporalExtent([[dt.datetime.combine(start, dt.time(), dt.UTC), dt.datetime.combine(end, dt.time(), dt.UTC)]]),
+        ),
+        license="other",
+        keywords=["Sentinel-5P", "TROPOMI", spec.product.upper(), "L3", "Zarr"],
+        providers=[
+            pystac.Provider("ESA / Copernicus", roles=[pystac.ProviderRole.PRODUCER, pystac.ProviderRole.LICENSOR]),
+            pystac.Provider("eolake", roles=[pystac.ProviderRole.PROCESSOR, pystac.ProviderRole.HOST]),
+        ],
+        extra_fields={"cube:dimensions": _dimensions(spec, start, end), "cube:variables": _variables(spec)},
+    )
+    collection.stac_extensions = [DATACUBE_SCHEMA, XARRAY_SCHEMA]
+    collection.add_asset("zarr", _zarr_asset(store_href, spec))
+    return collection
+
+
+def create_cube_day_item(
+    spec: CubeSpec,
+    day: dt.date,
+    *,
+    store_href: str,
+    granule_hrefs: Sequence[str],
+    coverage: float,
+    pixels: int,
+) -> pystac.Item:
+    """One committed day of a cube. ``granule_hrefs`` link the raw-granule items it was derived from."""
+    geometry, bbox = _grid_geometry(spec)
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    item = pystac.Item(
+        id=cube_day_item_id(spec, day),
+        geometry=geometry,
+        bbox=bbox,
+        datetime=None,
+        properties={
+            "start_datetime": start.isoformat().replace("+00:00", "Z"),
+            "end_datetime": (start + dt.timedelta(days=1) - dt.timedelta(seconds=1)).isoformat().replace("+00:00", "Z"),
+            "eolake:product": spec.product,
+            "eolake:grid": spec.grid.grid_id,
+            "eolake:coverage": round(float(coverage), 6),
+            "eolake:pixels": int(pixels),
+            "cube:dimensions": _dimensions(spec, day, day),
+            "cube:variables": _variables(spec),
+        },
+        stac_extensions=[DATACUBE_SCHEMA, XARRAY_SCHEMA],
+    )
+    asset = _zarr_asset(store_href, spec)
+    asset.extra_fields["xarray:open_kwargs"] = dict(OPEN_KWARGS)
+    asset.description = f"Select this day with ds.sel(time='{day.isoformat()}')"
+    item.add_asset("zarr", asset)
+    for href in granule_hrefs:
+        item.add_link(pystac.Link("derived_from", href, media_type="application/geo+json"))
+    return item
