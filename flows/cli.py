@@ -1,0 +1,274 @@
+"""The ``eolake`` command line. Arguments are validated before anything is imported heavily or written:
+bad input prints one ``eolake: error: …`` line and exits with status 2."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from transforms.errors import EolakeError
+
+DEFAULT_BBOX = (-5.0, 42.0, 20.0, 56.0)
+DEFAULT_START = dt.date(2020, 3, 2)
+DEFAULT_END = dt.date(2020, 3, 8)
+DEFAULT_RESOLUTION = 0.1
+PRODUCTS = ("no2",)  # products the pipeline grids today (readers exist for co and ch4 as well)
+EARLIEST = dt.date(2018, 4, 30)
+
+
+class UsageError(EolakeError):
+    """Bad command-line input (exit status 2)."""
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"eolake: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, status 2, like every other bad input
+        _fail(message)
+
+
+# ---- argument types: normalise loose input once, at the edge ----
+
+def parse_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid date {text!r}: use YYYY-MM-DD") from None
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    try:
+        parts = [float(p) for p in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid bbox {text!r}: use W,S,E,N in degrees, e.g. -5,42,20,56") from None
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"invalid bbox {text!r}: need 4 numbers W,S,E,N, got {len(parts)}")
+    w, s, e, n = parts
+    if not (-90 <= s < n <= 90):
+        raise argparse.ArgumentTypeError(f"invalid bbox {text!r}: south must be below north, both within ±90")
+    if not (-180 <= w < e <= w + 360 and e <= 540):
+        raise argparse.ArgumentTypeError(
+            f"invalid bbox {text!r}: west must be below east (to cross the antimeridian give east beyond 180, "
+            "e.g. 170,-20,190,0)"
+        )
+    return (w, s, e, n)
+
+
+def parse_resolution(text: str) -> float:
+    try:
+        r = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid resolution {text!r}: a number of degrees, e.g. 0.1") from None
+    if not (0.01 <= r <= 5.0):
+        raise argparse.ArgumentTypeError(f"resolution {r} out of range: choose 0.01 to 5 degrees")
+    return r
+
+
+def parse_product(text: str) -> str:
+    p = text.strip().lower()
+    if p not in PRODUCTS:
+        raise argparse.ArgumentTypeError(f"unknown product {text!r}: choose one of {', '.join(PRODUCTS)}")
+    return p
+
+
+def _check_period(args: argparse.Namespace) -> None:
+    if args.end < args.start:
+        _fail(f"inverted date range: --start {args.start} is after --end {args.end}")
+    if args.start < EARLIEST:
+        _fail(f"--start {args.start} is before Sentinel-5P data begins ({EARLIEST})")
+    if (args.end - args.start).days > 3660:
+        _fail("date range longer than 10 years: split it into several runs")
+
+
+def _check_truth(path: str | None) -> None:
+    if path is None:
+        return
+    from transforms.truth import read_carbon_monitor_csv
+
+    if not os.path.isfile(path):
+        _fail(f"truth file {path} not found")
+    read_carbon_monitor_csv(path)  # raises TruthTableError with the row and the fix
+
+
+def _lake(url: str, *, create: bool = True) -> Any:
+    from infra.storage import open_lake
+
+    return open_lake(url, create=create)
+
+
+def _prefect_env() -> None:
+    """Quiet, loopback-only Prefect defaults unless the operator set them."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_API_HOST", "127.0.0.1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+# ---- commands ----
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    _check_period(args)
+    _check_truth(args.truth)
+    _prefect_env()
+    from flows.simulate import simulate_archive
+
+    _print_json(simulate_archive(os.path.abspath(args.out), args.start, args.end, args.bbox, args.truth, args.seed))
+
+
+def cmd_harvest(args: argparse.Namespace) -> None:
+    _check_period(args)
+    lake = _lake(args.lake)
+    _prefect_env()
+    from flows.harvest import harvest_granules
+
+    summary = harvest_granules(args.source, args.product, args.start, args.end, lake.url)
+    _print_harvest(summary)
+
+
+def _print_harvest(summary: dict[str, Any]) -> None:
+    print(
+        f"harvest from {summary['source']}: {summary['found']} granules upstream, {summary['fetched']} fetched, "
+        f"{summary['skipped']} already in the lake, {len(summary['quarantined'])} quarantined, "
+        f"{len(summary['superseded'])} superseded"
+    )
+    for gid, reason in summary["quarantined"]:
+        print(f"  quarantined {gid}: {reason}")
+    for gid in summary["superseded"]:
+        print(f"  superseded {gid}")
+
+
+def cmd_grid(args: argparse.Namespace) -> None:
+    _check_period(args)
+    lake = _lake(args.lake, create=False)
+    _prefect_env()
+    from flows.grid import build_daily_cube
+
+    summary = build_daily_cube(args.product, args.start, args.end, lake.url, args.resolution, args.bbox)
+    print(f"cube {summary['cube']} (grid {summary['grid']}):")
+    for d in summary["days"]:
+        print(f"  {d['day']}: {d['granules']} granules, coverage {d['coverage']:.1%}")
+
+
+def cmd_emissions_derive(args: argparse.Namespace) -> None:
+    _check_period(args)
+    lake = _lake(args.lake, create=False)
+    _prefect_env()
+    from flows.emissions import derive_daily_emissions
+
+    _print_json(derive_daily_emissions(lake.url, args.product, args.start, args.end, args.resolution, args.bbox))
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    lake = _lake(args.lake, create=False)
+    from infra.publish import publish_intake
+
+    print(publish_intake(lake))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    _check_period(args)
+    _check_truth(args.truth)
+    lake = _lake(args.lake)
+    archive = args.archive or default_archive(lake.url)
+    _prefect_env()
+    from flows.demo import demo, describe_demo
+
+    summary = demo(lake.url, archive, args.start, args.end, args.bbox, args.resolution, args.truth)
+    print(describe_demo(summary))
+
+
+def default_archive(lake_url: str) -> str:
+    """The simulated upstream lives beside a local lake (``<lake>-upstream``), or under the working directory
+    for an S3 lake."""
+    if "://" in lake_url:
+        return os.path.abspath("eolake-upstream")
+    return lake_url.rstrip("/") + "-upstream"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="eolake", description="An open Earth-observation data lake for carbon-satellite data.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def period(sp: argparse.ArgumentParser, *, required: bool) -> None:
+        if required:
+            sp.add_argument("--start", type=parse_date, required=True, help="first day, YYYY-MM-DD")
+            sp.add_argument("--end", type=parse_date, required=True, help="last day, YYYY-MM-DD (inclusive)")
+        else:
+            sp.add_argument("--start", type=parse_date, default=DEFAULT_START, help=f"first day (default {DEFAULT_START})")
+            sp.add_argument("--end", type=parse_date, default=DEFAULT_END, help=f"last day (default {DEFAULT_END})")
+
+    def lake(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--lake", default=os.environ.get("EOLAKE_LAKE", "./lake"), help="lake directory or s3:// URL (default ./lake)")
+
+    s = sub.add_parser("simulate", help="write a simulated Sentinel-5P archive with a static STAC catalog")
+    s.add_argument("--out", required=True, help="archive directory")
+    s.add_argument("--truth", help="Carbon Monitor CSV (country,date,sector,value); default: built-in scenario")
+    s.add_argument("--bbox", type=parse_bbox, default=DEFAULT_BBOX, help="W,S,E,N degrees")
+    s.add_argument("--seed", type=int, default=0)
+    period(s, required=False)
+    s.set_defaults(func=cmd_simulate)
+
+    h = sub.add_parser("harvest", help="copy granules from a STAC catalog/API into the lake")
+    h.add_argument("--source", required=True, help="static catalog path/URL or STAC API root")
+    h.add_argument("--product", type=parse_product, default="no2")
+    period(h, required=True)
+    lake(h)
+    h.set_defaults(func=cmd_harvest)
+
+    g = sub.add_parser("grid", help="grid harvested granules into the daily Zarr cube")
+    g.add_argument("--product", type=parse_product, default="no2")
+    g.add_argument("--resolution", type=parse_resolution, default=DEFAULT_RESOLUTION)
+    g.add_argument("--bbox", type=parse_bbox, default=(-180.0, -90.0, 180.0, 90.0), help="W,S,E,N (default: global)")
+    period(g, required=True)
+    lake(g)
+    g.set_defaults(func=cmd_grid)
+
+    e = sub.add_parser("emissions", help="the daily emissions table")
+    esub = e.add_subparsers(dest="emissions_command", required=True, parser_class=_Parser)
+    ed = esub.add_parser("derive", help="derive a new release from the cube (on dask)")
+    ed.add_argument("--product", type=parse_product, default="no2")
+    ed.add_argument("--resolution", type=parse_resolution, default=DEFAULT_RESOLUTION)
+    ed.add_argument("--bbox", type=parse_bbox, default=(-180.0, -90.0, 180.0, 90.0))
+    period(ed, required=True)
+    lake(ed)
+    ed.set_defaults(func=cmd_emissions_derive)
+
+    pb = sub.add_parser("publish", help="regenerate the lake's intake catalog from its STAC catalog")
+    lake(pb)
+    pb.set_defaults(func=cmd_publish)
+
+    d = sub.add_parser("demo", help="simulate → harvest → grid → catalog → emissions → intake, end to end")
+    lake(d)
+    d.add_argument("--truth", help="Carbon Monitor CSV truth; default: built-in scenario")
+    d.add_argument("--bbox", type=parse_bbox, default=DEFAULT_BBOX, help=f"W,S,E,N (default {','.join(map(str, DEFAULT_BBOX))})")
+    d.add_argument("--resolution", type=parse_resolution, default=DEFAULT_RESOLUTION)
+    d.add_argument("--archive", help="where the simulated upstream archive goes (default: <lake>-upstream)")
+    period(d, required=False)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except EolakeError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Building the daily cubes in a lake: which granules feed a day, gridding it, writing it, committing it.
+
+Commit order: the day's chunks are written into the Zarr store first, then the day is recorded as committed
+in the ledger; readers and derivations trust only committed days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import ExitStack
+from typing import Any
+
+import pandas as pd
+
+from infra.ledger import read_cube_days, read_granules
+from infra.storage import Lake, zarr_store
+from transforms.cube import CubeSpec, ensure_cube, open_cube, write_day
+from transforms.grid import GridSpec
+from transforms.l3 import grid_granules
+from transforms.products import get_product
+
+MISSION_START = {"no2": dt.date(2018, 4, 30), "co": dt.date(2018, 4, 30), "ch4": dt.date(2018, 4, 30)}
+
+
+def cube_spec(product: str, grid: GridSpec) -> CubeSpec:
+    """The cube of ``product`` on ``grid``."""
+    p = get_product(product)
+    return CubeSpec(
+        product=p.name,
+        grid=grid,
+        origin=MISSION_START[p.name],
+        units=p.units,
+        standard_name=p.standard_name,
+        long_name=p.long_name.lower(),
+        title=f"Sentinel-5P TROPOMI {p.name.upper()} daily L3, {grid.resolution}° ({grid.grid_id})",
+        source=f"Sentinel-5P TROPOMI L2 {p.product_type} granules; pixel-centre binning, inverse-variance weights",
+    )
+
+
+def cube_key(spec: CubeSpec) -> str:
+    """``cubes/s5p-<product>/<grid_id>.zarr``."""
+    return f"cubes/s5p-{spec.product}/{spec.grid.grid_id}.zarr"
+
+
+def cube_id(spec: CubeSpec) -> str:
+    return f"s5p-{spec.product}/{spec.grid.grid_id}"
+
+
+def granules_for_day(ledger: pd.DataFrame, product: str, day: dt.date) -> pd.DataFrame:
+    """Harvested (not quarantined or superseded) granules of ``product`` whose span overlaps ``day``."""
+    lo = pd.Timestamp(day, tz="UTC")
+    hi = lo + pd.Timedelta(days=1)
+    sel = (ledger["product"] == product) & (ledger["status"] == "harvested") & (ledger["start"] < hi) & (ledger["end"] > lo)
+    return ledger[sel].sort_values("granule_id")
+
+
+def prepare_cube(lake: Lake, spec: CubeSpec, *, until: dt.date) -> None:
+    """Create the cube or grow its time axis to ``until`` (done once, before days are written in parallel)."""
+    ensure_cube(zarr_store(lake, cube_key(spec)), spec, until=until)
+
+
+def grid_day(lake: Lake, spec: CubeSpec, day: dt.date) -> dict[str, Any]:
+    """Grid ``day`` from the ledger's granules and write it into the cube. Returns the row that commits it
+    (the caller records rows with :func:`infra.ledger.commit_cube_days` once their data is written)."""
+    rows = granules_for_day(read_granules(lake), spec.product, day)
+    product = get_product(spec.product)
+    with ExitStack() as stack:
+        files = [stack.enter_context(lake.fs.open(lake.path(k), "rb")) for k in rows["key"]]
+        fields, stats = grid_granules(files, day=day, grid=spec.grid, product=product)
+    write_day(zarr_store(lake, cube_key(spec)), fields, day=day, spec=spec)
+    row = {
+        "cube": cube_id(spec),
+        "day": day,
+        "granules": list(rows["granule_id"]),
+        "pixels": stats.pixels_used,
+        "observed_cells": stats.observed_cells,
+        "coverage": stats.coverage,
+        "committed": dt.datetime.now(dt.UTC),
+    }
+    return row
+
+
+def committed_days(lake: Lake, spec: CubeSpec) -> pd.DataFrame:
+    days = read_cube_days(lake)
+    return days[days["cube"] == cube_id(spec)].sort_values("day", ignore_index=True)
+
+
+def open_lake_cube(lake: Lake, spec: CubeSpec) -> Any:
+    """The cube, lazily (dask-backed)."""
+    return open_cube(zarr_store(lake, cube_key(spec), read_only=True))

@@ -1,0 +1,154 @@
+"""Deriving and storing emissions releases: committed cube days in, an immutable Parquet release out.
+
+``<lake>/tables/emissions/release=<id>/part-0.parquet``. A release is never rewritten; re-deriving from the same
+committed inputs with the same method returns the existing release instead of adding a duplicate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import posixpath
+from typing import Any
+
+import dask
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from catalog.tables import create_emissions_collection, create_release_item
+from infra.compute import dask_client
+from infra.cubes import committed_days, cube_spec, open_lake_cube
+from infra.publish import STAC_ROOT, catalog_store
+from infra.storage import Lake, write_bytes_atomic
+from transforms.emissions import METHOD_VERSION, derive_emissions, sector_proxies
+from transforms.grid import GridSpec
+from transforms.regions import country_mask
+from transforms.truth import load_base_inventory
+
+TABLE_ROOT = "tables/emissions"
+
+
+def release_key(release: str) -> str:
+    return posixpath.join(TABLE_ROOT, f"release={release}")
+
+
+def list_releases(lake: Lake) -> list[str]:
+    root = lake.path(TABLE_ROOT)
+    if not lake.fs.exists(root):
+        return []
+    out = []
+    for p in lake.fs.ls(root, detail=False):
+        base = posixpath.basename(p.rstrip("/"))
+        if base.startswith("release=") and lake.fs.exists(posixpath.join(p, "part-0.parquet")):
+            out.append(base.removeprefix("release="))
+    return sorted(out)
+
+
+def read_release(lake: Lake, release: str) -> pd.DataFrame:
+    with lake.fs.open(lake.path(release_key(release), "part-0.parquet"), "rb") as f:
+        return pq.read_table(f).to_pandas()
+
+
+def _fingerprint(days: pd.DataFrame, start: dt.date, end: dt.date, grid: GridSpec) -> str:
+    """Identifies the inputs of a derivation: the committed days used, the grid, the period and the method."""
+    payload = {
+        "method": METHOD_VERSION,
+        "grid": grid.grid_id,
+        "period": [start.isoformat(), end.isoformat()],
+        "days": [[str(r.day), str(r.committed)] for r in days.itertuples(index=False)],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def derive_release(lake: Lake, *, product: str, grid: GridSpec, start: dt.date, end: dt.date) -> dict[str, Any]:
+    """Derive the table for ``start``…``end`` from the committed cube days on dask and store it as a new
+    release (or return the existing release made from the same inputs)."""
+    spec = cube_spec(product, grid)
+    days = committed_days(lake, spec)
+    days = days[(pd.to_datetime(days["day"]).dt.date >= start) & (pd.to_datetime(days["day"]).dt.date <= end)]
+    fingerprint = _fingerprint(days, start, end, grid)
+    for release in reversed(list_releases(lake)):
+        meta = _release_meta(lake, release)
+        if meta.get("fingerprint") == fingerprint:
+            return {"release": release, "rows": meta.get("rows"), "created": False, "key": release_key(release)}
+
+    committed = set(pd.to_datetime(days["day"]).dt.date)
+    cube = open_lake_cube(lake, spec).sel(time=slice(str(start), str(end)))
+    is_committed = pd.Index(pd.to_datetime(cube["time"].values).date).isin(list(committed))
+    cube = cube.where(cube["time"].copy(data=is_committed))  # uncommitted days read as unobserved
+    mask = country_mask(grid)
+    proxies = sector_proxies(grid, mask)
+    release = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    with dask_client() as client, dask.config.set(scheduler=client.get):
+        table = derive_emissions(cube, grid, mask=mask, proxies=proxies, inventory=load_base_inventory(), release=release)
+    table = table.sort_values(["country", "date", "sector"], ignore_index=True)
+    previous = list_releases(lake)
+    meta = {
+        "release": release,
+        "fingerprint": fingerprint,
+        "method_version": METHOD_VERSION,
+        "cube": spec.grid.grid_id,
+        "product": product,
+        "period": [start.isoformat(), end.isoformat()],
+        "rows": len(table),
+        "previous": previous[-1] if previous else None,
+    }
+    buf = io.BytesIO()
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), b"eolake": json.dumps(meta).encode()})
+    pq.write_table(arrow, buf, compression="zstd")
+    # data first, then the release's metadata file, then its catalog item
+    write_bytes_atomic(lake, posixpath.join(release_key(release), "part-0.parquet"), buf.getvalue())
+    write_bytes_atomic(lake, posixpath.join(release_key(release), "_release.json"), json.dumps(meta, indent=1).encode())
+    _publish(lake, release, table, grid, start, end)
+    return {"release": release, "rows": len(table), "created": True, "key": release_key(release)}
+
+
+def _release_meta(lake: Lake, release: str) -> dict[str, Any]:
+    path = lake.path(release_key(release), "_release.json")
+    if not lake.fs.exists(path):
+        return {}
+    doc: dict[str, Any] = json.loads(lake.fs.cat_file(path))
+    return doc
+
+
+_COLUMN_DOCS = {
+    "country": "country or aggregate name (Carbon Monitor spelling)",
+    "iso3": "ISO 3166-1 alpha-3 code, or EU27/WORLD for aggregates",
+    "date": "UTC day",
+    "sector": "Carbon Monitor sector",
+    "value": "emissions, MtCO2/day",
+    "uncertainty": "1-sigma uncertainty, MtCO2/day",
+    "coverage": "share of the country's proxy weight observed that day (0-1)",
+    "gap_filled": "true when the day was filled from neighbouring days",
+    "is_aggregate": "true for EU27/WORLD rows, which must not be summed with members",
+    "method_version": "version of the derivation method",
+    "release": "release id",
+}
+
+
+def _publish(lake: Lake, release: str, table: pd.DataFrame, grid: GridSpec, start: dt.date, end: dt.date) -> None:
+    west, south, east, north = grid.bounds
+    bbox = [west, south, min(east, 180.0), north]
+    columns = [{"name": c, "type": str(table[c].dtype), "description": _COLUMN_DOCS.get(c, c)} for c in table.columns]
+    href = posixpath.join("..", "..", "..", release_key(release))
+    cube_collection = f"s5p-no2-l3-daily-{grid.grid_id}"
+    item = create_release_item(
+        release,
+        href=href,
+        columns=columns,
+        row_count=len(table),
+        bbox=bbox,
+        start=start,
+        end=end,
+        method_version=METHOD_VERSION,
+        derived_from=[posixpath.join("..", "..", cube_collection, "collection.json")],
+    )
+    collection = create_emissions_collection(bbox=bbox, start=start, end=end)
+    catalog_store(lake).upsert(collection, [item])
+
+
+__all__ = ["STAC_ROOT", "derive_release", "list_releases", "read_release"]

@@ -1,0 +1,115 @@
+"""Harvest bookkeeping: what to fetch, one granule's fetch as a ledger row, and version precedence.
+
+A granule is fetched when the ledger has no row for it, or its last attempt was quarantined and the retry
+budget is not spent. Harvested and superseded granules are never fetched again, which makes a re-run a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+
+from infra.sources import UpstreamGranule
+from infra.storage import Lake
+from infra.transfer import fetch_granule, raw_key
+from transforms.errors import SourceError
+from transforms.granules import parse_granule_name
+
+RETRY_BUDGET = 3
+"""Attempts a quarantined granule gets (over successive runs) before it is left for an operator."""
+
+
+def plan_harvest(upstream: list[UpstreamGranule], ledger: pd.DataFrame) -> list[UpstreamGranule]:
+    """The granules of ``upstream`` that need fetching, given the current ledger."""
+    known = {row.granule_id: row for row in ledger.itertuples(index=False)}
+    todo = []
+    for g in upstream:
+        row = known.get(g.granule_id)
+        if row is None:
+            todo.append(g)
+        elif row.status == "quarantined" and int(row.attempts or 0) < RETRY_BUDGET:
+            todo.append(g)
+    return todo
+
+
+def harvest_granule(g: UpstreamGranule, lake: Lake, *, source: str, attempts: int = 1) -> dict[str, Any]:
+    """Fetch one granule into the lake and return its ledger row (status harvested or quarantined).
+    Raises SourceError when upstream cannot be read at all (retryable)."""
+    name = g.name
+    key = raw_key(name.product, name.filename, name.start.date().isoformat())
+    result = fetch_granule(g.href, lake, key, product=name.product, expected_size=g.size, expected_sha256=g.sha256)
+    return {
+        "granule_id": name.id,
+        "product": name.product,
+        "mode": name.mode,
+        "processor_version": name.processor_version,
+        "orbit": name.orbit,
+        "acquisition": "/".join(str(p) for p in name.acquisition_key if p is not None),
+        "start": name.start,
+        "end": name.end,
+        "key": result.key,
+        "size": result.size,
+        "sha256": result.sha256,
+        "status": "harvested" if result.ok else "quarantined",
+        "reason": result.reason,
+        "source": source,
+        "source_href": g.href,
+        "attempts": attempts,
+        "updated": dt.datetime.now(dt.UTC),
+    }
+
+
+def failed_row(g: UpstreamGranule, *, source: str, error: SourceError, attempts: int) -> dict[str, Any]:
+    """A ledger row for a granule whose download failed after retries (kept for the next run)."""
+    name = g.name
+    return {
+        "granule_id": name.id,
+        "product": name.product,
+        "mode": name.mode,
+        "processor_version": name.processor_version,
+        "orbit": name.orbit,
+        "acquisition": "/".join(str(p) for p in name.acquisition_key if p is not None),
+        "start": name.start,
+        "end": name.end,
+        "key": None,
+        "size": None,
+        "sha256": None,
+        "status": "quarantined",
+        "reason": f"download failed: {error}",
+        "source": source,
+        "source_href": g.href,
+        "attempts": attempts,
+        "updated": dt.datetime.now(dt.UTC),
+    }
+
+
+def resolve_versions(ledger: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose status must change so each acquisition keeps exactly one harvested version: the best by
+    mode (RPRO > OFFL > NRTI), then processor version, then production time; the others become superseded."""
+    live = ledger[ledger["status"].isin(["harvested", "superseded"])]
+    changed = []
+    for _, group in live.groupby("acquisition"):
+        ranked = sorted(group.itertuples(index=False), key=lambda r: parse_granule_name(r.granule_id).version_key)
+        best = ranked[-1]
+        for row in ranked:
+            want = "harvested" if row is best else "superseded"
+            if row.status != want:
+                d = row._asdict()
+                d["status"] = want
+                d["reason"] = None if want == "harvested" else f"superseded by {best.granule_id}"
+                d["updated"] = dt.datetime.now(dt.UTC)
+                changed.append(d)
+    return pd.DataFrame(changed)
+
+
+def days_touched(rows: pd.DataFrame) -> list[dt.date]:
+    """UTC days covered by the time spans of ``rows`` (start/end columns)."""
+    days: set[dt.date] = set()
+    for r in rows.itertuples(index=False):
+        d = pd.Timestamp(r.start).date()
+        while d <= pd.Timestamp(r.end).date():
+            days.add(d)
+            d += dt.timedelta(days=1)
+    return sorted(days)

@@ -1,0 +1,138 @@
+"""Publishing what is committed: STAC items for raw granules, cube days and emissions releases, then the
+analysts' Intake catalog. Always runs after the data and the ledger state it describes are written."""
+
+from __future__ import annotations
+
+
+import posixpath
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+import pystac
+
+from catalog.datacube import cube_collection_id, create_cube_collection, create_cube_day_item
+from catalog.intake import CubeEntry, TableEntry, build_intake_catalog, write_intake_catalog
+from catalog.items import create_granule_collection, create_granule_item
+from catalog.store import CatalogStore
+from catalog.tables import EMISSIONS_COLLECTION
+from infra.cubes import committed_days, cube_key
+from infra.storage import Lake
+from transforms.cube import CubeSpec
+from transforms.granules import parse_granule_name
+
+STAC_ROOT = "stac"
+INTAKE_KEY = "catalog.yaml"
+
+
+def catalog_store(lake: Lake) -> CatalogStore:
+    return CatalogStore(lake.fs, lake.path(STAC_ROOT), title="eolake")
+
+
+def granule_collection_id(product: str) -> str:
+    return f"s5p-l2-{product}"
+
+
+def _rel_from_item(key: str) -> str:
+    """Href of a lake key as seen from ``stac/<collection>/items/<item>.json``."""
+    return posixpath.join("..", "..", "..", key)
+
+
+def publish_granules(lake: Lake, rows: pd.DataFrame, footprints: Mapping[str, dict[str, Any]]) -> int:
+    """Upsert items for harvested granules (``rows`` of the ledger) and drop items of superseded ones.
+    ``footprints`` maps granule id → {"geometry", "bbox"} from upstream. Returns the number of items written."""
+    if rows.empty:
+        return 0
+    store = catalog_store(lake)
+    written = 0
+    for product, group in rows.groupby("product"):
+        items = []
+        for r in group.itertuples(index=False):
+            if r.status != "harvested" or r.granule_id not in footprints:
+                continue
+            fp = footprints[r.granule_id]
+            items.append(
+                create_granule_item(
+                    parse_granule_name(r.granule_id),
+                    href=_rel_from_item(r.key),
+                    geometry=fp["geometry"],
+                    bbox=fp["bbox"],
+                    size=int(r.size),
+                    checksum_sha256=r.sha256,
+                )
+            )
+        superseded = [r.granule_id for r in group.itertuples(index=False) if r.status == "superseded"]
+        cid = granule_collection_id(str(product))
+        store.delete_items(cid, superseded)
+        starts = pd.to_datetime(group["start"])
+        collection = create_granule_collection(
+            str(product), extent_bbox=[-180.0, -90.0, 180.0, 90.0], start=starts.min().to_pydatetime(), end=pd.to_datetime(group["end"]).max().to_pydatetime()
+        )
+        collection.id = cid
+        store.upsert(collection, items)
+        written += len(items)
+    return written
+
+
+def publish_cube(lake: Lake, spec: CubeSpec) -> int:
+    """Upsert the cube's collection and one item per committed day. Returns the number of day items."""
+    days = committed_days(lake, spec)
+    if days.empty:
+        return 0
+    store = catalog_store(lake)
+    cid = cube_collection_id(spec)
+    store_href_from_item = _rel_from_item(cube_key(spec))
+    items = []
+    for r in days.itertuples(index=False):
+        day = pd.Timestamp(r.day).date()
+        granule_hrefs = [
+            posixpath.join("..", "..", granule_collection_id(spec.product), "items", f"{g}.json") for g in r.granules
+        ]
+        items.append(
+            create_cube_day_item(
+                spec, day, store_href=store_href_from_item, granule_hrefs=granule_hrefs, coverage=r.coverage, pixels=r.pixels
+            )
+        )
+    start, end = pd.Timestamp(days["day"].min()).date(), pd.Timestamp(days["day"].max()).date()
+    collection = create_cube_collection(spec, store_href=posixpath.join("..", "..", cube_key(spec)), start=start, end=end)
+    store.upsert(collection, items)
+    return len(items)
+
+
+def publish_intake(lake: Lake) -> str:
+    """Regenerate ``<lake>/catalog.yaml`` from the STAC collections present. Returns its URL."""
+    store = catalog_store(lake)
+    cubes: list[CubeEntry] = []
+    tables: list[TableEntry] = []
+    for cid in store.collection_ids():
+        doc = store.read_collection_dict(cid) or {}
+        if "zarr" in doc.get("assets", {}):
+            key = posixpath.normpath(posixpath.join(STAC_ROOT, cid, doc["assets"]["zarr"]["href"]))
+            cubes.append(
+                CubeEntry(
+                    name=cid.replace("-", "_"),
+                    key=key,
+                    description=doc.get("description", ""),
+                    metadata={"stac_collection": cid, "title": doc.get("title", cid), "license": doc.get("license")},
+                )
+            )
+        elif cid == EMISSIONS_COLLECTION:
+            releases = sorted(store.read_item_dicts(cid), key=lambda d: d["properties"]["eolake:release"])
+            for i, item in enumerate(releases):
+                href = item["assets"]["data"]["href"]
+                key = posixpath.normpath(posixpath.join(STAC_ROOT, cid, "items", href))
+                release = item["properties"]["eolake:release"]
+                meta = {"release": release, "method_version": item["properties"].get("eolake:method_version"), "units": "MtCO2/day"}
+                desc = f"Daily CO2 emissions by country and sector, release {release} (MtCO2/day)"
+                tables.append(TableEntry(name=f"emissions_{release}", key=key, description=desc, metadata=meta))
+                if i == len(releases) - 1:
+                    tables.append(TableEntry(name="emissions", key=key, description=f"Latest: {desc}", metadata=meta))
+    doc = build_intake_catalog(cubes, tables, description="eolake: daily carbon-satellite cubes and emissions tables")
+    write_intake_catalog(lake.fs, lake.path(INTAKE_KEY), doc)
+    return lake.url_of(INTAKE_KEY)
+
+
+def publish_release_item(lake: Lake, item: pystac.Item, collection: pystac.Collection) -> None:
+    catalog_store(lake).upsert(collection, [item])
+
+
