@@ -346,8 +346,8 @@ def no2_column_field(
 def _prior_factor(dates: pd.DatetimeIndex, sector: str, hemisphere: float) -> np.ndarray:
     """The method's prior profile: day-of-week × seasonal factor, mean ~1 over a year."""
     weekly = np.asarray(_PRIOR_WEEKLY[sector])
-    phase = 2.0 * np.pi * (dates.dayofyear.to_numpy() - 15) / 365.25
-    out: np.ndarray = weekly[dates.dayofweek.to_numpy()] / weekly.mean()
+    phase = 2.0 * np.pi * (dates.day_of_year.to_numpy() - 15) / 365.25
+    out: np.ndarray = weekly[dates.day_of_week.to_numpy()] / weekly.mean()
     out = out * (1.0 + hemisphere * _PRIOR_SEASONAL[sector] * np.cos(phase))
     return out
 

@@ -141,14 +141,15 @@ def resolve_country(name_or_iso3: str) -> Country:
         raise TruthTableError(
             f"{name_or_iso3!r} is an aggregate region, not a country; check aggregate_code() before resolving"
         )
-    examples = ", ".join(sorted(c.cm_name for c in _countries() if c.iso3 in EU27 or c.iso3 in _BIG)[:12])
+    by_iso3 = {c.iso3: c for c in _countries()}
+    examples = ", ".join(by_iso3[code].cm_name for code in _EXAMPLES)
     raise TruthTableError(
-        f"unknown country {name_or_iso3!r}; known names include {examples} (Carbon Monitor or Natural Earth "
-        f"names, or ISO 3166-1 alpha-3 codes such as DEU); aggregates are {', '.join(AGGREGATES)}"
+        f"unknown country {name_or_iso3!r}; known names include {examples}, ... (Carbon Monitor or Natural "
+        f"Earth names, or ISO 3166-1 alpha-3 codes such as DEU); aggregates are {', '.join(AGGREGATES)}"
     )
 
 
-_BIG = ("CHN", "USA", "IND", "RUS", "JPN", "GBR", "BRA")
+_EXAMPLES = ("CHN", "USA", "IND", "RUS", "JPN", "DEU", "GBR", "FRA", "ITA", "CZE", "BRA")
 
 
 def _rasterise(grid: GridSpec, countries: tuple[Country, ...]) -> np.ndarray:
@@ -167,13 +168,18 @@ def _rasterise(grid: GridSpec, countries: tuple[Country, ...]) -> np.ndarray:
             block = out[r0:r1, cols]
             block[inside & (block < 0)] = k
             out[r0:r1, cols] = block
-    # Countries smaller than a cell keep the cell holding their representative point, if it is free.
-    missing = np.setdiff1d(np.arange(len(countries)), out)
-    for k in missing:
-        point = countries[k].geometry.representative_point()
+    # A country holding no cell centre takes the cell of its representative point, unless that cell is
+    # the only one of another country.
+    counts = np.bincount(out[out >= 0], minlength=len(countries))
+    for small in np.flatnonzero(counts == 0).tolist():
+        point = countries[small].geometry.representative_point()
         idx = int(grid.cell_index(np.array([point.y]), np.array([point.x]))[0])
-        if idx >= 0 and out.flat[idx] < 0:
-            out.flat[idx] = k
+        owner = int(out.flat[idx]) if idx >= 0 else -2
+        if owner == -1 or (owner >= 0 and counts[owner] > 1):
+            if owner >= 0:
+                counts[owner] -= 1
+            out.flat[idx] = small
+            counts[small] = 1
     return out
 
 
@@ -189,7 +195,8 @@ def country_mask(grid: GridSpec, countries: list[Country] | None = None) -> xr.D
 
     ``countries`` defaults to :func:`load_countries`; the index refers to that list, and
     ``attrs["countries_iso3"]`` lists its ISO3 codes in the same order. A country too small to contain
-    any cell centre gets the cell holding its representative point when no other country claims it. Cells
+    any cell centre gets the cell holding its representative point (unless that is another country's only
+    cell), so Luxembourg or Malta keep a cell on coarse grids. Cells
     of a grid that crosses the antimeridian (lon > 180) are wrapped before testing. Cached per grid and
     country list; cell centres are tested with shapely's ``contains_xy`` within each polygon's bbox.
     """

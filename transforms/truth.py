@@ -271,8 +271,8 @@ def builtin_scenario(
     available = sorted(set(inventory["iso3"]) - {"ROW"})
     dates = pd.date_range(t0, t1, freq="D")
     days = ((dates - pd.Timestamp("1970-01-01")) // pd.Timedelta(days=1)).to_numpy(dtype=np.int64)
-    weekday = dates.dayofweek.to_numpy()
-    phase = 2.0 * np.pi * (dates.dayofyear.to_numpy() - 15) / 365.25
+    weekday = dates.day_of_week.to_numpy()
+    phase = 2.0 * np.pi * (dates.day_of_year.to_numpy() - 15) / 365.25
     lockdown: dict[str, Any] = {}
     if len(dates) >= 21:
         ld0 = t0 + pd.Timedelta(days=_LOCKDOWN_OFFSET_DAYS)
