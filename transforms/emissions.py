@@ -468,6 +468,17 @@ def _daily_sums(
     return result
 
 
+def _day_to_day(y: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Per column, the typical change between consecutive good days (10% of the mean if there are none)."""
+    out = np.empty(y.shape[1])
+    for k in range(y.shape[1]):
+        pairs = ok[1:, k] & ok[:-1, k]
+        diffs = np.diff(y[:, k])[pairs]
+        level = float(np.mean(y[ok[:, k], k])) if ok[:, k].any() else 0.0
+        out[k] = float(np.sqrt(np.mean(diffs**2))) if diffs.size >= 2 else 0.1 * level
+    return out
+
+
 def _fill_gaps(y: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """Linear interpolation over days where ``ok`` is False (held constant beyond the ends), per column."""
     out = y.copy()
@@ -510,14 +521,16 @@ def derive_emissions(
        Neighbours' NO2 spilling over borders is removed by solving A_c = g_c Y_c + Σ_c'≠c m[c,c'] Y_c' for
        all countries of the domain at once (m: full-coverage cross terms), giving Y, the observable total.
     3. Days with coverage < ``min_coverage`` are gap-filled by linear interpolation between neighbouring
-       good days (``gap_filled=True``); a country never observed falls back to its inventory profile
-       (``source="inventory_profile"``). Never silent zeros.
+       good days of Y divided by the prior's day-of-week/seasonal shape (``gap_filled=True``); a country
+       never observed falls back to its inventory profile (``source="inventory_profile"``). Never silent
+       zeros.
     4. Y is split over Power/Industry/Ground Transport with the inventory's shares. Residential and aviation
        follow inventory / 365 × the method's weekly/seasonal profile (``source="profile"``); countries absent
        from the inventory use ROW's sector split scaled to their observed mean (``"default_share_profile"``).
 
     Uncertainty (1σ, MtCO2/day): retrieval noise Σ_obs w²σ² propagated through the solve, ⊕ 10% sector-share
-    uncertainty for observable sectors; × 1.5 when gap-filled; profile sectors ± 15-20%. Transport-model and
+    uncertainty for observable sectors; gap-filled days: the interpolated 1σ × 1.5 ⊕ the series' RMS
+    day-to-day change; profile sectors ± 15-20%. Transport-model and
     NOx-ratio errors are not included (an OSSE shares them). Aggregates: WORLD (sum over the countries in
     the grid: the domain total for regional runs) and EU27 (its members present), ``is_aggregate=True``,
     uncertainty added in quadrature; never counted twice.
@@ -564,7 +577,17 @@ def derive_emissions(
         var_a = sv / sw**2
         ok = (coverage >= min_coverage) & (g > 0) & np.isfinite(a)
         first = np.where(ok, a / g, np.nan)
-    first = _fill_gaps(np.nan_to_num(first), ok)
+    dates = pd.DatetimeIndex(pd.to_datetime(cube["time"].values)).normalize()
+    hemispheres = [1.0 if countries[k].geometry.representative_point().y >= 0 else -1.0 for k in present]
+    # gaps are interpolated relative to the prior's day-of-week/seasonal shape (a Sunday stays a Sunday)
+    shape = np.stack(
+        [
+            sum(shares[k, j] * _prior_factor(dates, s, h) for j, s in enumerate(NO2_OBSERVABLE_SECTORS))
+            for k, h in zip(present, hemispheres, strict=True)
+        ],
+        axis=1,
+    ).reshape(len(dates), len(present))
+    first = _fill_gaps(np.nan_to_num(first) / shape, ok) * shape
     y = np.zeros_like(first)
     sigma = np.zeros_like(first)
     off = cross - np.diag(np.diag(cross))
@@ -577,16 +600,15 @@ def derive_emissions(
         inverse = np.linalg.inv(matrix)
         y[d, good] = inverse @ rhs
         sigma[d, good] = np.sqrt((inverse**2) @ var_a[d, good])
-    y = np.maximum(_fill_gaps(y, ok), 0.0)
-    sigma = _fill_gaps(sigma, ok)
+    y = np.maximum(_fill_gaps(y / shape, ok) * shape, 0.0)
+    sigma = _fill_gaps(sigma / shape, ok) * shape
     gap = ~ok
-    sigma = np.where(gap, sigma * GAP_FILL_UNCERTAINTY_FACTOR, sigma)
+    sigma = np.where(gap, np.hypot(sigma * GAP_FILL_UNCERTAINTY_FACTOR, _day_to_day(y, ok)[None, :]), sigma)
 
-    dates = pd.DatetimeIndex(pd.to_datetime(cube["time"].values)).normalize()
     frames = []
     for col, k in enumerate(present):
         c = countries[k]
-        hemisphere = 1.0 if c.geometry.representative_point().y >= 0 else -1.0
+        hemisphere = hemispheres[col]
         never = not ok[:, col].any()
         if never:  # no usable observation in the period: inventory profile, flagged
             yk = sum(
