@@ -154,8 +154,9 @@ def cmd_grid(args: argparse.Namespace) -> None:
     _prefect_env()
     from flows.grid import build_daily_cube
 
-    summary = build_daily_cube(args.product, args.start, args.end, lake.url, args.resolution, args.bbox)
-    print(f"cube {summary['cube']} (grid {summary['grid']}):")
+    summary = build_daily_cube(args.product, args.start, args.end, lake.url, args.resolution, args.bbox, args.force)
+    print(f"cube {summary['cube']} (grid {summary['grid']}): {len(summary['days'])} day(s) gridded, "
+          f"{summary['unchanged']} unchanged")
     for d in summary["days"]:
         print(f"  {d['day']}: {d['granules']} granules, coverage {d['coverage']:.1%}")
 
@@ -230,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--product", type=parse_product, default="no2")
     g.add_argument("--resolution", type=parse_resolution, default=DEFAULT_RESOLUTION)
     g.add_argument("--bbox", type=parse_bbox, default=(-180.0, -90.0, 180.0, 90.0), help="W,S,E,N (default: global)")
+    g.add_argument("--force", action="store_true", help="re-grid days even when their granules did not change")
     period(g, required=True)
     lake(g)
     g.set_defaults(func=cmd_grid)

@@ -10,7 +10,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from infra.cubes import cube_key, cube_spec, grid_day, prepare_cube
+from infra.cubes import cube_key, cube_spec, days_to_grid, grid_day, prepare_cube
 from infra.ledger import commit_cube_days
 from infra.publish import publish_cube, publish_intake
 from infra.storage import open_lake
@@ -24,22 +24,31 @@ def grid_day_task(lake_url: str, product: str, grid: GridSpec, day: dt.date) -> 
 
 @flow(name="build_daily_cube", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def build_daily_cube(
-    product: str, start: dt.date, end: dt.date, lake: str, resolution: float, bbox: tuple[float, float, float, float]
+    product: str,
+    start: dt.date,
+    end: dt.date,
+    lake: str,
+    resolution: float,
+    bbox: tuple[float, float, float, float],
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Grid every day of ``start``…``end``; each day replaces what the cube held for it."""
+    """Grid the days of ``start``…``end`` whose input granules changed (every day with ``force``); each
+    gridded day replaces what the cube held for it."""
     the_lake = open_lake(lake)
     grid = GridSpec.snapped(resolution, bbox)
     spec = cube_spec(product, grid)
     prepare_cube(the_lake, spec, until=end)
-    days = list(pd.date_range(start, end, freq="D").date)
+    days = days_to_grid(the_lake, spec, list(pd.date_range(start, end, freq="D").date), force=force)
     futures = [grid_day_task.submit(the_lake.url, product, grid, day) for day in days]
     rows = [f.result() for f in futures]
-    commit_cube_days(the_lake, rows)
+    if rows:
+        commit_cube_days(the_lake, rows)
     items = publish_cube(the_lake, spec)
     intake = publish_intake(the_lake)
     return {
         "cube": the_lake.url_of(cube_key(spec)),
         "grid": grid.grid_id,
+        "unchanged": (end - start).days + 1 - len(rows),
         "days": [{"day": r["day"].isoformat(), "granules": len(r["granules"]), "coverage": round(r["coverage"], 4)} for r in rows],
         "items": items,
         "intake": intake,

@@ -80,6 +80,16 @@ def grid_day(lake: Lake, spec: CubeSpec, day: dt.date) -> dict[str, Any]:
     return row
 
 
+def days_to_grid(lake: Lake, spec: CubeSpec, days: list[dt.date], *, force: bool = False) -> list[dt.date]:
+    """The days whose input granules differ from what their committed version was made from (all when
+    ``force``). Re-running the grid over unchanged inputs therefore does nothing."""
+    if force:
+        return list(days)
+    ledger = read_granules(lake)
+    done = {pd.Timestamp(r.day).date(): sorted(r.granules) for r in committed_days(lake, spec).itertuples(index=False)}
+    return [d for d in days if done.get(d) != sorted(granules_for_day(ledger, spec.product, d)["granule_id"])]
+
+
 def committed_days(lake: Lake, spec: CubeSpec) -> pd.DataFrame:
     days = read_cube_days(lake)
     return days[days["cube"] == cube_id(spec)].sort_values("day", ignore_index=True)

@@ -58,7 +58,7 @@ def _fingerprint(days: pd.DataFrame, start: dt.date, end: dt.date, grid: GridSpe
         "method": METHOD_VERSION,
         "grid": grid.grid_id,
         "period": [start.isoformat(), end.isoformat()],
-        "days": [[str(r.day), str(r.committed)] for r in days.itertuples(index=False)],
+        "days": [[str(r.day), sorted(r.granules)] for r in days.itertuples(index=False)],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -62,6 +62,9 @@ def s3_storage_options(settings: Settings) -> dict[str, Any]:
         client_kwargs["region_name"] = settings.s3_region
     if client_kwargs:
         opts["client_kwargs"] = client_kwargs
+    # Send checksums only where S3 requires them: objects PUT with botocore's default CRC32 trailer come back
+    # from some S3-compatible servers (rclone) with a checksum that other clients (pyarrow/AWS SDK C++) reject.
+    opts["config_kwargs"] = {"request_checksum_calculation": "when_required", "response_checksum_validation": "when_required"}
     return opts
 
 

@@ -1,0 +1,135 @@
+"""A granule in the real S5P structure that no eolake code wrote (the real KNMI skeleton with a documented field
+injected by plain h5py: tests/data/s5p/make_known_granule.py) is harvested and gridded to exactly the known
+cell values; QA-failed and fill pixels are absent; the antimeridian-crossing swath lands on both map edges and
+nowhere else; harvest faults are quarantined, versions superseded, re-runs are no-ops."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pystac
+import pytest
+import xarray as xr
+
+from catalog.items import create_granule_item, footprint_geometry
+from transforms.granules import parse_granule_name
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "s5p"
+KNOWN = DATA / "known" / "S5P_OFFL_L2__NO2____20200303T013547_20200303T031717_12367_01_010302_20200306T053815.nc"
+DAY = ["--start", "2020-03-03", "--end", "2020-03-03"]
+
+
+def _field() -> dict[str, np.ndarray]:
+    spec = importlib.util.spec_from_file_location("make_known_granule", DATA / "make_known_granule.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.known_field()
+
+
+def _static_catalog(root: Path, files: list[Path], *, sizes: dict[str, int] | None = None) -> Path:
+    """A static STAC catalog of ``files`` shaped like Planetary Computer's (what an upstream would publish)."""
+    f = _field()
+    geometry, bbox = footprint_geometry(f["lat_b"][:, :20], f["lon_b"][:, :20])
+    cat = pystac.Catalog("upstream", "test upstream")
+    col = pystac.Collection("sentinel-5p-l2-netcdf", "s5p", pystac.Extent(pystac.SpatialExtent([[-180, -90, 180, 90]]), pystac.TemporalExtent([[None, None]])))
+    cat.add_child(col)
+    for path in files:
+        data = path.read_bytes()
+        size = (sizes or {}).get(path.name, len(data))
+        item = create_granule_item(
+            parse_granule_name(path.name), href=str(path), geometry=geometry, bbox=bbox, size=size,
+            checksum_sha256=hashlib.sha256(data).hexdigest(),
+        )
+        col.add_item(item)
+    cat.normalize_hrefs(str(root))
+    cat.save(pystac.CatalogType.SELF_CONTAINED)
+    return root / "catalog.json"
+
+
+def _open_cube(lake: Path) -> xr.Dataset:
+    (store,) = list((lake / "cubes" / "s5p-no2").glob("*.zarr"))
+    return xr.open_zarr(store, zarr_format=3, consolidated=True).sel(time="2020-03-03").load()
+
+
+def test_known_granule_is_gridded_exactly(cli, tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    shutil.copy(KNOWN, files / KNOWN.name)
+    source = _static_catalog(tmp_path / "upstream", [files / KNOWN.name])
+    lake = tmp_path / "lake"
+    out = cli("harvest", "--source", str(source), "--product", "no2", *DAY, "--lake", str(lake)).stdout
+    assert "1 fetched" in out
+    assert (next(lake.rglob(KNOWN.name))).read_bytes() == KNOWN.read_bytes()
+
+    # regional grid across the antimeridian: 170E … 170W, 3S … 3N at 1°
+    cli("grid", "--product", "no2", *DAY, "--lake", str(lake), "--resolution", "1", "--bbox", "170,-3,190,3")
+    ds = _open_cube(lake)
+    assert ds.sizes == {"lat": 6, "lon": 20}
+    s, k = np.meshgrid(np.arange(6), np.arange(20), indexing="ij")
+    expected = ((20 * s + k + 1) * 1e-6).astype(np.float32)
+    expected[1, 3] = expected[2, 12] = expected[3, 7] = np.nan  # qa 0.50, qa 0.75 (strict), fill
+    np.testing.assert_array_equal(ds["mean"].values, expected)
+    assert ds["mean"].values[4, 15] == np.float32(96e-6)  # qa 0.76 is kept
+    np.testing.assert_array_equal(ds["count"].values, np.where(np.isnan(expected), 0, 1))
+    np.testing.assert_allclose(ds["uncertainty"].values[~np.isnan(expected)], 1e-6, rtol=1e-6)
+
+    # global grid: the swath lands on both edges of the map and nowhere else
+    cli("grid", "--product", "no2", *DAY, "--lake", str(lake), "--resolution", "1")
+    (store,) = [p for p in (lake / "cubes" / "s5p-no2").glob("*global.zarr")]
+    g = xr.open_zarr(store, zarr_format=3, consolidated=True).sel(time="2020-03-03").load()
+    seen = g["count"].values > 0
+    assert seen.sum() == 6 * 20 - 3
+    lat_ok = (g["lat"].values > -3) & (g["lat"].values < 3)
+    lon = g["lon"].values
+    assert not seen[~lat_ok].any()
+    assert seen[:, lon > 170].any() and seen[:, lon < -170].any()
+    assert not seen[:, (lon > -170) & (lon < 170)].any()
+    assert g["mean"].sel(lat=0.5, lon=-179.5).item() == pytest.approx(float(np.float32(71e-6)), rel=0)
+
+
+def test_harvest_faults_versions_and_reruns(cli, tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    good = files / KNOWN.name
+    shutil.copy(KNOWN, good)
+    # a better version of the same orbit (reprocessed), a corrupt file and a truncated download
+    rpro = files / KNOWN.name.replace("_OFFL_", "_RPRO_").replace("_010302_", "_020400_")
+    shutil.copy(KNOWN, rpro)
+    corrupt = files / "S5P_OFFL_L2__NO2____20200303T031717_20200303T045847_12368_01_010302_20200306T071815.nc"
+    corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 40)
+    truncated = files / "S5P_OFFL_L2__NO2____20200303T045847_20200303T064017_12369_01_010302_20200306T090015.nc"
+    truncated.write_bytes(KNOWN.read_bytes()[: KNOWN.stat().st_size // 2])
+    source = _static_catalog(
+        tmp_path / "upstream", [good, rpro, corrupt, truncated], sizes={truncated.name: KNOWN.stat().st_size}
+    )
+    lake = tmp_path / "lake"
+    out = cli("harvest", "--source", str(source), "--product", "no2", *DAY, "--lake", str(lake)).stdout
+    assert "quarantined" in out and corrupt.stem in out and truncated.stem in out
+    ledger = pd.read_parquet(lake / "ledger" / "granules.parquet").set_index("granule_id")
+    assert ledger.loc[rpro.stem, "status"] == "harvested"
+    assert ledger.loc[good.stem, "status"] == "superseded"
+    assert ledger.loc[corrupt.stem, "status"] == "quarantined"
+    assert "size mismatch" in ledger.loc[truncated.stem, "reason"]
+    assert not list((lake / "raw").rglob(corrupt.name)) and not list((lake / "raw").rglob(truncated.name))
+    assert not list((lake / "raw" / ".partial").glob("*"))
+
+    # the grid uses only the best version: the cube day is made of the RPRO granule alone
+    cli("grid", "--product", "no2", *DAY, "--lake", str(lake), "--resolution", "1", "--bbox", "170,-3,190,3")
+    days = pd.read_parquet(lake / "ledger" / "cube_days.parquet")
+    assert [list(g) for g in days["granules"]] == [[rpro.stem]]
+
+    # a re-run fetches nothing new; quarantined granules are retried within their budget
+    again = cli("harvest", "--source", str(source), "--product", "no2", *DAY, "--lake", str(lake)).stdout
+    assert "0 fetched" in again
+    ledger2 = pd.read_parquet(lake / "ledger" / "granules.parquet").set_index("granule_id")
+    assert len(ledger2) == 4
+    assert ledger2.loc[corrupt.stem, "attempts"] == 2
+    assert (ledger2.loc[[good.stem, rpro.stem], "updated"] == ledger.loc[[good.stem, rpro.stem], "updated"]).all()
+    regrid = cli("grid", "--product", "no2", *DAY, "--lake", str(lake), "--resolution", "1", "--bbox", "170,-3,190,3").stdout
+    assert "0 day(s) gridded, 1 unchanged" in regrid
