@@ -42,17 +42,43 @@ def _dimensions(spec: CubeSpec, start: dt.date, end: dt.date) -> dict[str, Any]:
     west, south, east, north = spec.grid.bounds
     return {
         "time": {"type": "temporal", "extent": [f"{start}T00:00:00Z", f"{end}T00:00:00Z"], "step": "P1D"},
-        "lat": {"type": "spatial", "axis": "y", "extent": [south, north], "step": spec.grid.resolution, "reference_system": 4326},
-        "lon": {"type": "spatial", "axis": "x", "extent": [west, east], "step": spec.grid.resolution, "reference_system": 4326},
+        "lat": {
+            "type": "spatial",
+            "axis": "y",
+            "extent": [south, north],
+            "step": spec.grid.resolution,
+            "reference_system": 4326,
+        },
+        "lon": {
+            "type": "spatial",
+            "axis": "x",
+            "extent": [west, east],
+            "step": spec.grid.resolution,
+            "reference_system": 4326,
+        },
     }
 
 
 def _variables(spec: CubeSpec) -> dict[str, Any]:
     dims = ["time", "lat", "lon"]
     return {
-        "mean": {"type": "data", "dimensions": dims, "unit": spec.units, "description": f"daily mean {spec.long_name}"},
-        "uncertainty": {"type": "data", "dimensions": dims, "unit": spec.units, "description": "1-sigma uncertainty of the mean"},
-        "count": {"type": "auxiliary", "dimensions": dims, "description": "number of valid pixels in the cell"},
+        "mean": {
+            "type": "data",
+            "dimensions": dims,
+            "unit": spec.units,
+            "description": f"daily mean {spec.long_name}",
+        },
+        "uncertainty": {
+            "type": "data",
+            "dimensions": dims,
+            "unit": spec.units,
+            "description": "1-sigma uncertainty of the mean",
+        },
+        "count": {
+            "type": "auxiliary",
+            "dimensions": dims,
+            "description": "number of valid pixels in the cell",
+        },
         "weight": {"type": "auxiliary", "dimensions": dims, "description": "sum of binning weights"},
     }
 
@@ -67,10 +93,12 @@ def _zarr_asset(href: str, spec: CubeSpec) -> pystac.Asset:
     )
 
 
-def create_cube_collection(spec: CubeSpec, *, store_href: str, start: dt.date, end: dt.date) -> pystac.Collection:
+def create_cube_collection(
+    spec: CubeSpec, *, store_href: str, start: dt.date, end: dt.date
+) -> pystac.Collection:
     """The collection of one cube; ``store_href`` is the Zarr store's URL (absolute or relative to the
     collection document)."""
-    geometry, bbox = _grid_geometry(spec)
+    _, bbox = _grid_geometry(spec)
     collection = pystac.Collection(
         id=cube_collection_id(spec),
         title=spec.title,
@@ -80,12 +108,16 @@ def create_cube_collection(spec: CubeSpec, *, store_href: str, start: dt.date, e
         ),
         extent=pystac.Extent(
             pystac.SpatialExtent([bbox]),
-            pystac.TemporalExtent([[dt.datetime.combine(start, dt.time(), dt.UTC), dt.datetime.combine(end, dt.time(), dt.UTC)]]),
+            pystac.TemporalExtent(
+                [[dt.datetime.combine(start, dt.time(), dt.UTC), dt.datetime.combine(end, dt.time(), dt.UTC)]]
+            ),
         ),
         license="other",
         keywords=["Sentinel-5P", "TROPOMI", spec.product.upper(), "L3", "Zarr"],
         providers=[
-            pystac.Provider("ESA / Copernicus", roles=[pystac.ProviderRole.PRODUCER, pystac.ProviderRole.LICENSOR]),
+            pystac.Provider(
+                "ESA / Copernicus", roles=[pystac.ProviderRole.PRODUCER, pystac.ProviderRole.LICENSOR]
+            ),
             pystac.Provider("eolake", roles=[pystac.ProviderRole.PROCESSOR, pystac.ProviderRole.HOST]),
         ],
         extra_fields={"cube:dimensions": _dimensions(spec, start, end), "cube:variables": _variables(spec)},
@@ -114,7 +146,9 @@ def create_cube_day_item(
         datetime=None,
         properties={
             "start_datetime": start.isoformat().replace("+00:00", "Z"),
-            "end_datetime": (start + dt.timedelta(days=1) - dt.timedelta(seconds=1)).isoformat().replace("+00:00", "Z"),
+            "end_datetime": (start + dt.timedelta(days=1) - dt.timedelta(seconds=1))
+            .isoformat()
+            .replace("+00:00", "Z"),
             "eolake:product": spec.product,
             "eolake:grid": spec.grid.grid_id,
             "eolake:coverage": round(float(coverage), 6),

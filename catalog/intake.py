@@ -31,7 +31,9 @@ class TableEntry:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def build_intake_catalog(cubes: list[CubeEntry], tables: list[TableEntry], *, description: str) -> dict[str, Any]:
+def build_intake_catalog(
+    cubes: list[CubeEntry], tables: list[TableEntry], *, description: str
+) -> dict[str, Any]:
     """The catalog as a dict in Intake 2's YAML layout."""
     from intake.readers.datatypes import Parquet, Zarr
     from intake.readers.entry import Catalog

@@ -87,7 +87,11 @@ class CatalogStore:
     def _item_dict(self, item: pystac.Item, cid: str) -> dict[str, Any]:
         doc = item.to_dict(include_self_link=False, transform_hrefs=False)
         doc["collection"] = cid
-        keep = [link for link in doc.get("links", []) if link.get("rel") not in {"root", "parent", "collection", "self"}]
+        keep = [
+            link
+            for link in doc.get("links", [])
+            if link.get("rel") not in {"root", "parent", "collection", "self"}
+        ]
         doc["links"] = [
             {"rel": "root", "href": "../../catalog.json", "type": "application/json", "title": self.title},
             {"rel": "parent", "href": "../collection.json", "type": "application/json"},
@@ -102,7 +106,9 @@ class CatalogStore:
         doc = collection.to_dict(include_self_link=False, transform_hrefs=False)
         if items:
             doc["extent"] = extent_of(items)
-        keep = [link for link in doc.get("links", []) if link.get("rel") not in {"root", "parent", "self", "item"}]
+        keep = [
+            link for link in doc.get("links", []) if link.get("rel") not in {"root", "parent", "self", "item"}
+        ]
         doc["links"] = [
             {"rel": "root", "href": "../catalog.json", "type": "application/json", "title": self.title},
             {"rel": "parent", "href": "../catalog.json", "type": "application/json"},
@@ -119,11 +125,23 @@ class CatalogStore:
         for cid in self.collection_ids():
             c = self.read_collection_dict(cid) or {}
             children.append(
-                {"rel": "child", "href": f"./{cid}/collection.json", "type": "application/json", "title": c.get("title", cid)}
+                {
+                    "rel": "child",
+                    "href": f"./{cid}/collection.json",
+                    "type": "application/json",
+                    "title": c.get("title", cid),
+                }
             )
-        root = pystac.Catalog(ROOT_ID, "Carbon-satellite data lake: raw granules, daily cubes, emissions tables.", title=self.title)
+        root = pystac.Catalog(
+            ROOT_ID,
+            "Carbon-satellite data lake: raw granules, daily cubes, emissions tables.",
+            title=self.title,
+        )
         doc = root.to_dict(include_self_link=False, transform_hrefs=False)
-        doc["links"] = [{"rel": "root", "href": "./catalog.json", "type": "application/json", "title": self.title}, *children]
+        doc["links"] = [
+            {"rel": "root", "href": "./catalog.json", "type": "application/json", "title": self.title},
+            *children,
+        ]
         put_atomic(self.fs, posixpath.join(self.root, "catalog.json"), _dump(doc))
 
 

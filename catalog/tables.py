@@ -24,7 +24,9 @@ def create_emissions_collection(*, bbox: Sequence[float], start: dt.date, end: d
         ),
         extent=pystac.Extent(
             pystac.SpatialExtent([list(bbox)]),
-            pystac.TemporalExtent([[dt.datetime.combine(start, dt.time(), dt.UTC), dt.datetime.combine(end, dt.time(), dt.UTC)]]),
+            pystac.TemporalExtent(
+                [[dt.datetime.combine(start, dt.time(), dt.UTC), dt.datetime.combine(end, dt.time(), dt.UTC)]]
+            ),
         ),
         license="CC-BY-4.0",
         keywords=["CO2", "emissions", "Carbon Monitor", "daily"],
@@ -67,7 +69,12 @@ def create_release_item(
     item.properties.pop("table:primary_geometry")
     item.add_asset(
         "data",
-        pystac.Asset(href=href, media_type=PARQUET_MEDIA_TYPE, roles=["data"], title=f"Emissions release {release} (Parquet dataset)"),
+        pystac.Asset(
+            href=href,
+            media_type=PARQUET_MEDIA_TYPE,
+            roles=["data"],
+            title=f"Emissions release {release} (Parquet dataset)",
+        ),
     )
     for h in derived_from:
         item.add_link(pystac.Link("derived_from", h, media_type="application/geo+json"))

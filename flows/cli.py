@@ -37,6 +37,7 @@ class _Parser(argparse.ArgumentParser):
 
 # ---- argument types: normalise loose input once, at the edge ----
 
+
 def parse_date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -48,7 +49,9 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
     try:
         parts = [float(p) for p in text.replace(" ", "").split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid bbox {text!r}: use W,S,E,N in degrees, e.g. -5,42,20,56") from None
+        raise argparse.ArgumentTypeError(
+            f"invalid bbox {text!r}: use W,S,E,N in degrees, e.g. -5,42,20,56"
+        ) from None
     if len(parts) != 4:
         raise argparse.ArgumentTypeError(f"invalid bbox {text!r}: need 4 numbers W,S,E,N, got {len(parts)}")
     w, s, e, n = parts
@@ -66,7 +69,9 @@ def parse_resolution(text: str) -> float:
     try:
         r = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid resolution {text!r}: a number of degrees, e.g. 0.1") from None
+        raise argparse.ArgumentTypeError(
+            f"invalid resolution {text!r}: a number of degrees, e.g. 0.1"
+        ) from None
     if not (0.01 <= r <= 5.0):
         raise argparse.ArgumentTypeError(f"resolution {r} out of range: choose 0.01 to 5 degrees")
     return r
@@ -109,6 +114,7 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_API_HOST", "127.0.0.1")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 
 def _print_json(obj: Any) -> None:
@@ -117,13 +123,16 @@ def _print_json(obj: Any) -> None:
 
 # ---- commands ----
 
+
 def cmd_simulate(args: argparse.Namespace) -> None:
     _check_period(args)
     _check_truth(args.truth)
     _prefect_env()
     from flows.simulate import simulate_archive
 
-    _print_json(simulate_archive(os.path.abspath(args.out), args.start, args.end, args.bbox, args.truth, args.seed))
+    _print_json(
+        simulate_archive(os.path.abspath(args.out), args.start, args.end, args.bbox, args.truth, args.seed)
+    )
 
 
 def cmd_harvest(args: argparse.Namespace) -> None:
@@ -154,9 +163,13 @@ def cmd_grid(args: argparse.Namespace) -> None:
     _prefect_env()
     from flows.grid import build_daily_cube
 
-    summary = build_daily_cube(args.product, args.start, args.end, lake.url, args.resolution, args.bbox, args.force)
-    print(f"cube {summary['cube']} (grid {summary['grid']}): {len(summary['days'])} day(s) gridded, "
-          f"{summary['unchanged']} unchanged")
+    summary = build_daily_cube(
+        args.product, args.start, args.end, lake.url, args.resolution, args.bbox, args.force
+    )
+    print(
+        f"cube {summary['cube']} (grid {summary['grid']}): {len(summary['days'])} day(s) gridded, "
+        f"{summary['unchanged']} unchanged"
+    )
     for d in summary["days"]:
         print(f"  {d['day']}: {d['granules']} granules, coverage {d['coverage']:.1%}")
 
@@ -167,7 +180,9 @@ def cmd_emissions_derive(args: argparse.Namespace) -> None:
     _prefect_env()
     from flows.emissions import derive_daily_emissions
 
-    _print_json(derive_daily_emissions(lake.url, args.product, args.start, args.end, args.resolution, args.bbox))
+    _print_json(
+        derive_daily_emissions(lake.url, args.product, args.start, args.end, args.resolution, args.bbox)
+    )
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
@@ -206,15 +221,25 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--start", type=parse_date, required=True, help="first day, YYYY-MM-DD")
             sp.add_argument("--end", type=parse_date, required=True, help="last day, YYYY-MM-DD (inclusive)")
         else:
-            sp.add_argument("--start", type=parse_date, default=DEFAULT_START, help=f"first day (default {DEFAULT_START})")
-            sp.add_argument("--end", type=parse_date, default=DEFAULT_END, help=f"last day (default {DEFAULT_END})")
+            sp.add_argument(
+                "--start", type=parse_date, default=DEFAULT_START, help=f"first day (default {DEFAULT_START})"
+            )
+            sp.add_argument(
+                "--end", type=parse_date, default=DEFAULT_END, help=f"last day (default {DEFAULT_END})"
+            )
 
     def lake(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--lake", default=os.environ.get("EOLAKE_LAKE", "./lake"), help="lake directory or s3:// URL (default ./lake)")
+        sp.add_argument(
+            "--lake",
+            default=os.environ.get("EOLAKE_LAKE", "./lake"),
+            help="lake directory or s3:// URL (default ./lake)",
+        )
 
     s = sub.add_parser("simulate", help="write a simulated Sentinel-5P archive with a static STAC catalog")
     s.add_argument("--out", required=True, help="archive directory")
-    s.add_argument("--truth", help="Carbon Monitor CSV (country,date,sector,value); default: built-in scenario")
+    s.add_argument(
+        "--truth", help="Carbon Monitor CSV (country,date,sector,value); default: built-in scenario"
+    )
     s.add_argument("--bbox", type=parse_bbox, default=DEFAULT_BBOX, help="W,S,E,N degrees")
     s.add_argument("--seed", type=int, default=0)
     period(s, required=False)
@@ -230,8 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("grid", help="grid harvested granules into the daily Zarr cube")
     g.add_argument("--product", type=parse_product, default="no2")
     g.add_argument("--resolution", type=parse_resolution, default=DEFAULT_RESOLUTION)
-    g.add_argument("--bbox", type=parse_bbox, default=(-180.0, -90.0, 180.0, 90.0), help="W,S,E,N (default: global)")
-    g.add_argument("--force", action="store_true", help="re-grid days even when their granules did not change")
+    g.add_argument(
+        "--bbox", type=parse_bbox, default=(-180.0, -90.0, 180.0, 90.0), help="W,S,E,N (default: global)"
+    )
+    g.add_argument(
+        "--force", action="store_true", help="re-grid days even when their granules did not change"
+    )
     period(g, required=True)
     lake(g)
     g.set_defaults(func=cmd_grid)
@@ -253,7 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="simulate → harvest → grid → catalog → emissions → intake, end to end")
     lake(d)
     d.add_argument("--truth", help="Carbon Monitor CSV truth; default: built-in scenario")
-    d.add_argument("--bbox", type=parse_bbox, default=DEFAULT_BBOX, help=f"W,S,E,N (default {','.join(map(str, DEFAULT_BBOX))})")
+    d.add_argument(
+        "--bbox",
+        type=parse_bbox,
+        default=DEFAULT_BBOX,
+        help=f"W,S,E,N (default {','.join(map(str, DEFAULT_BBOX))})",
+    )
     d.add_argument("--resolution", type=parse_resolution, default=DEFAULT_RESOLUTION)
     d.add_argument("--archive", help="where the simulated upstream archive goes (default: <lake>-upstream)")
     period(d, required=False)

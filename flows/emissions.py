@@ -21,7 +21,12 @@ def derive_task(lake_url: str, product: str, grid: GridSpec, start: dt.date, end
 
 @flow(name="derive_daily_emissions")
 def derive_daily_emissions(
-    lake: str, product: str, start: dt.date, end: dt.date, resolution: float, bbox: tuple[float, float, float, float]
+    lake: str,
+    product: str,
+    start: dt.date,
+    end: dt.date,
+    resolution: float,
+    bbox: tuple[float, float, float, float],
 ) -> dict[str, Any]:
     """A new release of the emissions table (or the existing one when the inputs did not change)."""
     grid = GridSpec.snapped(resolution, bbox)

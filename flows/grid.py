@@ -22,7 +22,7 @@ def grid_day_task(lake_url: str, product: str, grid: GridSpec, day: dt.date) -> 
     return grid_day(open_lake(lake_url), cube_spec(product, grid), day)
 
 
-@flow(name="build_daily_cube", task_runner=ThreadPoolTaskRunner(max_workers=2))
+@flow(name="build_daily_cube", task_runner=ThreadPoolTaskRunner(max_workers=2))  # type: ignore[arg-type]
 def build_daily_cube(
     product: str,
     start: dt.date,
@@ -49,7 +49,10 @@ def build_daily_cube(
         "cube": the_lake.url_of(cube_key(spec)),
         "grid": grid.grid_id,
         "unchanged": (end - start).days + 1 - len(rows),
-        "days": [{"day": r["day"].isoformat(), "granules": len(r["granules"]), "coverage": round(r["coverage"], 4)} for r in rows],
+        "days": [
+            {"day": r["day"].isoformat(), "granules": len(r["granules"]), "coverage": round(r["coverage"], 4)}
+            for r in rows
+        ],
         "items": items,
         "intake": intake,
     }

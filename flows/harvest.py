@@ -20,12 +20,17 @@ from infra.storage import open_lake
 from transforms.errors import SourceError
 
 
-@task(cache_policy=NO_CACHE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS_S, retry_condition_fn=retry_condition)
+@task(
+    cache_policy=NO_CACHE,
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS_S,
+    retry_condition_fn=retry_condition,
+)
 def fetch_task(g: UpstreamGranule, lake_url: str, source: str, attempts: int) -> dict[str, Any]:
     return harvest_granule(g, open_lake(lake_url), source=source, attempts=attempts)
 
 
-@flow(name="harvest_granules", task_runner=ThreadPoolTaskRunner(max_workers=4))
+@flow(name="harvest_granules", task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
 def harvest_granules(source: str, product: str, start: dt.date, end: dt.date, lake: str) -> dict[str, Any]:
     """Fetch new granules of ``product`` for ``start``…``end``; quarantine bad ones; supersede old versions."""
     the_lake = open_lake(lake)
@@ -37,19 +42,29 @@ def harvest_granules(source: str, product: str, start: dt.date, end: dt.date, la
     rows: list[dict[str, Any]] = []
     for batch_start in range(0, len(todo), limit * 8):
         batch = todo[batch_start : batch_start + limit * 8]
-        futures = [fetch_task.submit(g, the_lake.url, source, int(prior.get(g.granule_id) or 0) + 1) for g in batch]
+        futures = [
+            fetch_task.submit(g, the_lake.url, source, int(prior.get(g.granule_id) or 0) + 1) for g in batch
+        ]
         for g, fut in zip(batch, futures, strict=True):
             try:
                 rows.append(fut.result())
             except SourceError as exc:
-                rows.append(failed_row(g, source=source, error=exc, attempts=int(prior.get(g.granule_id) or 0) + 1))
+                rows.append(
+                    failed_row(g, source=source, error=exc, attempts=int(prior.get(g.granule_id) or 0) + 1)
+                )
     ledger = upsert_granules(the_lake, rows)
     changes = resolve_versions(ledger)
     if not changes.empty:
         ledger = upsert_granules(the_lake, changes.to_dict("records"))
     new = pd.DataFrame(rows)
-    touched = ledger[ledger["granule_id"].isin(set(new["granule_id"]) | set(changes.get("granule_id", [])))] if rows else ledger.iloc[:0]
-    footprints = {g.granule_id: {"geometry": g.item.get("geometry"), "bbox": g.item.get("bbox")} for g in upstream}
+    touched = (
+        ledger[ledger["granule_id"].isin(set(new["granule_id"]) | set(changes.get("granule_id", [])))]
+        if rows
+        else ledger.iloc[:0]
+    )
+    footprints = {
+        g.granule_id: {"geometry": g.item.get("geometry"), "bbox": g.item.get("bbox")} for g in upstream
+    }
     publish_granules(the_lake, touched, footprints)
     quarantined = [(r["granule_id"], r["reason"]) for r in rows if r["status"] == "quarantined"]
     return {
@@ -58,6 +73,8 @@ def harvest_granules(source: str, product: str, start: dt.date, end: dt.date, la
         "fetched": sum(1 for r in rows if r["status"] == "harvested"),
         "skipped": len(upstream) - len(todo),
         "quarantined": quarantined,
-        "superseded": [] if changes.empty else list(changes.loc[changes["status"] == "superseded", "granule_id"]),
+        "superseded": []
+        if changes.empty
+        else list(changes.loc[changes["status"] == "superseded", "granule_id"]),
         "days_to_regrid": [d.isoformat() for d in days_touched(touched)] if not touched.empty else [],
     }

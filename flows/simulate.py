@@ -15,9 +15,16 @@ from infra.scenario import load_truth
 
 @task(cache_policy=NO_CACHE)
 def simulate_day_task(
-    archive: str, day: dt.date, truth_rows: list[dict[str, Any]], bounds: tuple[float, float, float, float], seed: int
+    archive: str,
+    day: dt.date,
+    truth_rows: list[dict[str, Any]],
+    bounds: tuple[float, float, float, float],
+    seed: int,
 ) -> list[dict[str, Any]]:
-    return simulate_day(archive, day, pd.DataFrame(truth_rows), bounds=bounds, seed=seed)
+    items: list[dict[str, Any]] = simulate_day(
+        archive, day, pd.DataFrame(truth_rows), bounds=bounds, seed=seed
+    )
+    return items
 
 
 @flow(name="simulate_archive")
@@ -32,9 +39,7 @@ def simulate_archive(
     """Simulate the granules of ``start``…``end`` over ``bbox`` into ``archive`` (a local directory)."""
     table = load_truth(truth, start=start, end=end, bounds=bbox)
     days = pd.date_range(start, end, freq="D").date
-    futures = [
-        simulate_day_task.submit(archive, day, _rows_of(table, day), bbox, seed) for day in days
-    ]
+    futures = [simulate_day_task.submit(archive, day, _rows_of(table, day), bbox, seed) for day in days]
     items = [item for f in futures for item in f.result()]
     catalog = write_archive_catalog(archive, items)
     return {"catalog": catalog, "granules": len(items), "days": len(days)}
@@ -42,4 +47,5 @@ def simulate_archive(
 
 def _rows_of(table: pd.DataFrame, day: dt.date) -> list[dict[str, Any]]:
     sel = table[pd.to_datetime(table["date"]).dt.date == day]
-    return sel.to_dict("records")
+    rows: list[dict[str, Any]] = sel.to_dict("records")
+    return rows

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import zlib
 from collections.abc import Sequence
@@ -21,8 +20,8 @@ import pystac
 
 from catalog.items import create_granule_collection, create_granule_item, footprint_geometry
 from transforms.emissions import no2_column_field, sector_proxies
-from transforms.grid import GridSpec
 from transforms.granules import format_granule_name, parse_granule_name
+from transforms.grid import GridSpec
 from transforms.regions import country_mask
 from transforms.s5p import write_s5p_l2
 from transforms.simulation import ObservationModel, cloud_field, observe
@@ -43,7 +42,9 @@ def field_grid(bounds: tuple[float, float, float, float]) -> GridSpec:
         res *= 2
     span = min(east - west + 2 * FIELD_MARGIN_DEG, 360.0)
     w = max(west - FIELD_MARGIN_DEG, -180.0) if span < 360.0 else -180.0
-    return GridSpec.snapped(res, (w, max(south - FIELD_MARGIN_DEG, -90.0), w + span, min(north + FIELD_MARGIN_DEG, 90.0)))
+    return GridSpec.snapped(
+        res, (w, max(south - FIELD_MARGIN_DEG, -90.0), w + span, min(north + FIELD_MARGIN_DEG, 90.0))
+    )
 
 
 def _seed(*parts: object) -> int:
@@ -72,13 +73,15 @@ def simulate_day(
     clouds = cloud_field(grid, rng=rng, scale_deg=observation.cloud_scale_deg)
     lo = dt.datetime.combine(day, dt.time(), dt.UTC)
     items = []
-    west, south, east, north = bounds
+    _, south, _, north = bounds
     for orbit in orbit_model.orbits_between(lo, lo + dt.timedelta(days=1)):
         full = simulate_swath(orbit, model=orbit_model, lat_range=(south - 1.0, north + 1.0))
         swath = clip_swath(full, bounds) if full is not None else None
         if swath is None:
             continue
-        values = observe(field, grid, swath, background=float(np.nanmin(field)), clouds=clouds, model=observation, rng=rng)
+        values = observe(
+            field, grid, swath, background=float(np.nanmin(field)), clouds=clouds, model=observation, rng=rng
+        )
         filename = format_granule_name(
             "no2",
             start=swath.start,
@@ -112,7 +115,12 @@ def simulate_day(
             sha = hashlib.file_digest(f, "sha256").hexdigest()
         geometry, bbox = footprint_geometry(swath.latitude_bounds, swath.longitude_bounds)
         item = create_granule_item(
-            name, href=os.path.abspath(path), geometry=geometry, bbox=bbox, size=os.path.getsize(path), checksum_sha256=sha
+            name,
+            href=os.path.abspath(path),
+            geometry=geometry,
+            bbox=bbox,
+            size=os.path.getsize(path),
+            checksum_sha256=sha,
         )
         items.append(item.to_dict(include_self_link=False, transform_hrefs=False))
     return items
@@ -137,7 +145,9 @@ def write_archive_catalog(archive_dir: str, item_dicts: Sequence[dict[str, Any]]
     collection = create_granule_collection("no2", extent_bbox=bbox, start=start, end=end)
     collection.id = COLLECTION_ID
     collection.title = "Sentinel-5P Level-2 (simulated archive)"
-    catalog = pystac.Catalog("simulated-upstream", "A simulated Sentinel-5P L2 archive for eolake (not real data).")
+    catalog = pystac.Catalog(
+        "simulated-upstream", "A simulated Sentinel-5P L2 archive for eolake (not real data)."
+    )
     catalog.add_child(collection)
     for item in items:
         collection.add_item(item)
@@ -152,12 +162,9 @@ def _union_bbox(bboxes: Sequence[Sequence[float]]) -> list[float]:
         return [-180.0, -90.0, 180.0, 90.0]
     if any(b[0] > b[2] for b in bboxes):
         return [-180.0, min(b[1] for b in bboxes), 180.0, max(b[3] for b in bboxes)]
-    return [min(b[0] for b in bboxes), min(b[1] for b in bboxes), max(b[2] for b in bboxes), max(b[3] for b in bboxes)]
-
-
-def read_item_dicts(paths: Sequence[str]) -> list[dict[str, Any]]:
-    out = []
-    for p in paths:
-        with open(p) as f:
-            out.append(json.load(f))
-    return out
+    return [
+        min(b[0] for b in bboxes),
+        min(b[1] for b in bboxes),
+        max(b[2] for b in bboxes),
+        max(b[3] for b in bboxes),
+    ]

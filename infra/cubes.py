@@ -50,7 +50,12 @@ def granules_for_day(ledger: pd.DataFrame, product: str, day: dt.date) -> pd.Dat
     """Harvested (not quarantined or superseded) granules of ``product`` whose span overlaps ``day``."""
     lo = pd.Timestamp(day, tz="UTC")
     hi = lo + pd.Timedelta(days=1)
-    sel = (ledger["product"] == product) & (ledger["status"] == "harvested") & (ledger["start"] < hi) & (ledger["end"] > lo)
+    sel = (
+        (ledger["product"] == product)
+        & (ledger["status"] == "harvested")
+        & (ledger["start"] < hi)
+        & (ledger["end"] > lo)
+    )
     return ledger[sel].sort_values("granule_id")
 
 
@@ -86,7 +91,10 @@ def days_to_grid(lake: Lake, spec: CubeSpec, days: list[dt.date], *, force: bool
     if force:
         return list(days)
     ledger = read_granules(lake)
-    done = {pd.Timestamp(r.day).date(): sorted(r.granules) for r in committed_days(lake, spec).itertuples(index=False)}
+    done = {
+        pd.Timestamp(r.day).date(): sorted(r.granules)
+        for r in committed_days(lake, spec).itertuples(index=False)
+    }
     return [d for d in days if done.get(d) != sorted(granules_for_day(ledger, spec.product, d)["granule_id"])]
 
 

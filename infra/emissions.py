@@ -63,7 +63,9 @@ def _fingerprint(days: pd.DataFrame, start: dt.date, end: dt.date, grid: GridSpe
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def derive_release(lake: Lake, *, product: str, grid: GridSpec, start: dt.date, end: dt.date) -> dict[str, Any]:
+def derive_release(
+    lake: Lake, *, product: str, grid: GridSpec, start: dt.date, end: dt.date
+) -> dict[str, Any]:
     """Derive the table for ``start``…``end`` from the committed cube days on dask and store it as a new
     release (or return the existing release made from the same inputs)."""
     spec = cube_spec(product, grid)
@@ -73,7 +75,12 @@ def derive_release(lake: Lake, *, product: str, grid: GridSpec, start: dt.date, 
     for release in reversed(list_releases(lake)):
         meta = _release_meta(lake, release)
         if meta.get("fingerprint") == fingerprint:
-            return {"release": release, "rows": meta.get("rows"), "created": False, "key": release_key(release)}
+            return {
+                "release": release,
+                "rows": meta.get("rows"),
+                "created": False,
+                "key": release_key(release),
+            }
 
     committed = set(pd.to_datetime(days["day"]).dt.date)
     cube = open_lake_cube(lake, spec).sel(time=slice(str(start), str(end)))
@@ -83,7 +90,9 @@ def derive_release(lake: Lake, *, product: str, grid: GridSpec, start: dt.date, 
     proxies = sector_proxies(grid, mask)
     release = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     with dask_client() as client, dask.config.set(scheduler=client.get):
-        table = derive_emissions(cube, grid, mask=mask, proxies=proxies, inventory=load_base_inventory(), release=release)
+        table = derive_emissions(
+            cube, grid, mask=mask, proxies=proxies, inventory=load_base_inventory(), release=release
+        )
     table = table.sort_values(["country", "date", "sector"], ignore_index=True)
     previous = list_releases(lake)
     meta = {
@@ -97,14 +106,27 @@ def derive_release(lake: Lake, *, product: str, grid: GridSpec, start: dt.date, 
         "previous": previous[-1] if previous else None,
     }
     buf = io.BytesIO()
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), b"eolake": json.dumps(meta).encode()})
+    arrow = _release_as_partition_type(pa.Table.from_pandas(table, preserve_index=False))
+    arrow = arrow.replace_schema_metadata(
+        {**(arrow.schema.metadata or {}), b"eolake": json.dumps(meta).encode()}
+    )
     pq.write_table(arrow, buf, compression="zstd")
     # data first, then the release's metadata file, then its catalog item
     write_bytes_atomic(lake, posixpath.join(release_key(release), "part-0.parquet"), buf.getvalue())
-    write_bytes_atomic(lake, posixpath.join(release_key(release), "_release.json"), json.dumps(meta, indent=1).encode())
+    write_bytes_atomic(
+        lake, posixpath.join(release_key(release), "_release.json"), json.dumps(meta, indent=1).encode()
+    )
     _publish(lake, release, table, grid, start, end)
     return {"release": release, "rows": len(table), "created": True, "key": release_key(release)}
+
+
+def _release_as_partition_type(table: pa.Table) -> pa.Table:
+    """Store ``release`` as dictionary<int32, string>: the type readers infer for the hive key ``release=``,
+    so one release and the whole ``tables/emissions/`` directory both read without a type conflict."""
+    i = table.schema.get_field_index("release")
+    kind = pa.dictionary(pa.int32(), pa.string())
+    column = table.column(i).cast(pa.string()).dictionary_encode().cast(kind)
+    return table.set_column(i, pa.field("release", kind), column)
 
 
 def _release_meta(lake: Lake, release: str) -> dict[str, Any]:
@@ -130,10 +152,14 @@ _COLUMN_DOCS = {
 }
 
 
-def _publish(lake: Lake, release: str, table: pd.DataFrame, grid: GridSpec, start: dt.date, end: dt.date) -> None:
+def _publish(
+    lake: Lake, release: str, table: pd.DataFrame, grid: GridSpec, start: dt.date, end: dt.date
+) -> None:
     west, south, east, north = grid.bounds
     bbox = [west, south, min(east, 180.0), north]
-    columns = [{"name": c, "type": str(table[c].dtype), "description": _COLUMN_DOCS.get(c, c)} for c in table.columns]
+    columns = [
+        {"name": c, "type": str(table[c].dtype), "description": _COLUMN_DOCS.get(c, c)} for c in table.columns
+    ]
     href = posixpath.join("..", "..", "..", release_key(release))
     cube_collection = f"s5p-no2-l3-daily-{grid.grid_id}"
     item = create_release_item(

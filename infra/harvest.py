@@ -27,9 +27,7 @@ def plan_harvest(upstream: list[UpstreamGranule], ledger: pd.DataFrame) -> list[
     todo = []
     for g in upstream:
         row = known.get(g.granule_id)
-        if row is None:
-            todo.append(g)
-        elif row.status == "quarantined" and int(row.attempts or 0) < RETRY_BUDGET:
+        if row is None or (row.status == "quarantined" and int(row.attempts or 0) < RETRY_BUDGET):
             todo.append(g)
     return todo
 
@@ -39,7 +37,9 @@ def harvest_granule(g: UpstreamGranule, lake: Lake, *, source: str, attempts: in
     Raises SourceError when upstream cannot be read at all (retryable)."""
     name = g.name
     key = raw_key(name.product, name.filename, name.start.date().isoformat())
-    result = fetch_granule(g.href, lake, key, product=name.product, expected_size=g.size, expected_sha256=g.sha256)
+    result = fetch_granule(
+        g.href, lake, key, product=name.product, expected_size=g.size, expected_sha256=g.sha256
+    )
     return {
         "granule_id": name.id,
         "product": name.product,
@@ -91,7 +91,9 @@ def resolve_versions(ledger: pd.DataFrame) -> pd.DataFrame:
     live = ledger[ledger["status"].isin(["harvested", "superseded"])]
     changed = []
     for _, group in live.groupby("acquisition"):
-        ranked = sorted(group.itertuples(index=False), key=lambda r: parse_granule_name(r.granule_id).version_key)
+        ranked = sorted(
+            group.itertuples(index=False), key=lambda r: parse_granule_name(r.granule_id).version_key
+        )
         best = ranked[-1]
         for row in ranked:
             want = "harvested" if row is best else "superseded"

@@ -85,7 +85,9 @@ def upsert_granules(lake: Lake, rows: Iterable[Mapping[str, Any]]) -> pd.DataFra
         if col not in new:
             new[col] = None
     old = read_granules(lake)
-    merged = pd.concat([old[~old["granule_id"].isin(new["granule_id"])], new[GRANULE_SCHEMA.names]], ignore_index=True)
+    merged = pd.concat(
+        [old[~old["granule_id"].isin(new["granule_id"])], new[GRANULE_SCHEMA.names]], ignore_index=True
+    )
     merged = merged.sort_values(["product", "start", "granule_id"], ignore_index=True)
     _write(lake, GRANULES_KEY, merged, GRANULE_SCHEMA)
     return merged

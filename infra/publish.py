@@ -3,7 +3,6 @@ analysts' Intake catalog. Always runs after the data and the ledger state it des
 
 from __future__ import annotations
 
-
 import posixpath
 from collections.abc import Mapping
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pandas as pd
 import pystac
 
-from catalog.datacube import cube_collection_id, create_cube_collection, create_cube_day_item
+from catalog.datacube import create_cube_collection, create_cube_day_item
 from catalog.intake import CubeEntry, TableEntry, build_intake_catalog, write_intake_catalog
 from catalog.items import create_granule_collection, create_granule_item
 from catalog.store import CatalogStore
@@ -66,7 +65,10 @@ def publish_granules(lake: Lake, rows: pd.DataFrame, footprints: Mapping[str, di
         store.delete_items(cid, superseded)
         starts = pd.to_datetime(group["start"])
         collection = create_granule_collection(
-            str(product), extent_bbox=[-180.0, -90.0, 180.0, 90.0], start=starts.min().to_pydatetime(), end=pd.to_datetime(group["end"]).max().to_pydatetime()
+            str(product),
+            extent_bbox=[-180.0, -90.0, 180.0, 90.0],
+            start=starts.min().to_pydatetime(),
+            end=pd.to_datetime(group["end"]).max().to_pydatetime(),
         )
         collection.id = cid
         store.upsert(collection, items)
@@ -80,21 +82,28 @@ def publish_cube(lake: Lake, spec: CubeSpec) -> int:
     if days.empty:
         return 0
     store = catalog_store(lake)
-    cid = cube_collection_id(spec)
     store_href_from_item = _rel_from_item(cube_key(spec))
     items = []
     for r in days.itertuples(index=False):
         day = pd.Timestamp(r.day).date()
         granule_hrefs = [
-            posixpath.join("..", "..", granule_collection_id(spec.product), "items", f"{g}.json") for g in r.granules
+            posixpath.join("..", "..", granule_collection_id(spec.product), "items", f"{g}.json")
+            for g in r.granules
         ]
         items.append(
             create_cube_day_item(
-                spec, day, store_href=store_href_from_item, granule_hrefs=granule_hrefs, coverage=r.coverage, pixels=r.pixels
+                spec,
+                day,
+                store_href=store_href_from_item,
+                granule_hrefs=granule_hrefs,
+                coverage=r.coverage,
+                pixels=r.pixels,
             )
         )
     start, end = pd.Timestamp(days["day"].min()).date(), pd.Timestamp(days["day"].max()).date()
-    collection = create_cube_collection(spec, store_href=posixpath.join("..", "..", cube_key(spec)), start=start, end=end)
+    collection = create_cube_collection(
+        spec, store_href=posixpath.join("..", "..", cube_key(spec)), start=start, end=end
+    )
     store.upsert(collection, items)
     return len(items)
 
@@ -113,7 +122,11 @@ def publish_intake(lake: Lake) -> str:
                     name=cid.replace("-", "_"),
                     key=key,
                     description=doc.get("description", ""),
-                    metadata={"stac_collection": cid, "title": doc.get("title", cid), "license": doc.get("license")},
+                    metadata={
+                        "stac_collection": cid,
+                        "title": doc.get("title", cid),
+                        "license": doc.get("license"),
+                    },
                 )
             )
         elif cid == EMISSIONS_COLLECTION:
@@ -122,17 +135,25 @@ def publish_intake(lake: Lake) -> str:
                 href = item["assets"]["data"]["href"]
                 key = posixpath.normpath(posixpath.join(STAC_ROOT, cid, "items", href))
                 release = item["properties"]["eolake:release"]
-                meta = {"release": release, "method_version": item["properties"].get("eolake:method_version"), "units": "MtCO2/day"}
+                meta = {
+                    "release": release,
+                    "method_version": item["properties"].get("eolake:method_version"),
+                    "units": "MtCO2/day",
+                }
                 desc = f"Daily CO2 emissions by country and sector, release {release} (MtCO2/day)"
-                tables.append(TableEntry(name=f"emissions_{release}", key=key, description=desc, metadata=meta))
+                tables.append(
+                    TableEntry(name=f"emissions_{release}", key=key, description=desc, metadata=meta)
+                )
                 if i == len(releases) - 1:
-                    tables.append(TableEntry(name="emissions", key=key, description=f"Latest: {desc}", metadata=meta))
-    doc = build_intake_catalog(cubes, tables, description="eolake: daily carbon-satellite cubes and emissions tables")
+                    tables.append(
+                        TableEntry(name="emissions", key=key, description=f"Latest: {desc}", metadata=meta)
+                    )
+    doc = build_intake_catalog(
+        cubes, tables, description="eolake: daily carbon-satellite cubes and emissions tables"
+    )
     write_intake_catalog(lake.fs, lake.path(INTAKE_KEY), doc)
     return lake.url_of(INTAKE_KEY)
 
 
 def publish_release_item(lake: Lake, item: pystac.Item, collection: pystac.Collection) -> None:
     catalog_store(lake).upsert(collection, [item])
-
-

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,11 +62,15 @@ def _bin(name: str) -> str:
     return found
 
 
-def _wait(check: callable, *, what: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:  # type: ignore[valid-type]
+def _wait(
+    check: Callable[[], bool], *, what: str, process: subprocess.Popen[bytes], log: Path, timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {process.returncode}; see {log}:\n{log.read_text()[-2000:]}")
+            raise RuntimeError(
+                f"{what} exited with status {process.returncode}; see {log}:\n{log.read_text()[-2000:]}"
+            )
         try:
             if check():
                 return
@@ -76,14 +81,28 @@ def _wait(check: callable, *, what: str, process: subprocess.Popen[bytes], log: 
     raise TimeoutError(f"{what} did not become healthy within {timeout:.0f} s; see {log}")
 
 
-def start_s3_server(data_dir: Path, *, key: str, secret: str, port: int | None = None, log_dir: Path | None = None) -> Service:
+def start_s3_server(
+    data_dir: Path, *, key: str, secret: str, port: int | None = None, log_dir: Path | None = None
+) -> Service:
     """``rclone serve s3`` over ``data_dir`` (a bucket is a sub-directory) on 127.0.0.1."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = (log_dir or data_dir.parent) / f"rclone-s3-{port}.log"
     cmd = [
-        _bin("rclone"), "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{key},{secret}",
-        "--dir-cache-time", "2s", "--poll-interval", "0", "--config", "/dev/null", str(data_dir),
+        _bin("rclone"),
+        "serve",
+        "s3",
+        "--addr",
+        f"127.0.0.1:{port}",
+        "--auth-key",
+        f"{key},{secret}",
+        "--dir-cache-time",
+        "2s",
+        "--poll-interval",
+        "0",
+        "--config",
+        "/dev/null",
+        str(data_dir),
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -94,7 +113,13 @@ def start_s3_server(data_dir: Path, *, key: str, secret: str, port: int | None =
             return True
 
     _wait(healthy, what="rclone S3 server", process=proc, log=log, timeout=30)
-    return Service("s3", proc, url, log, {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret})
+    return Service(
+        "s3",
+        proc,
+        url,
+        log,
+        {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret},
+    )
 
 
 def start_prefect_server(home: Path, *, port: int | None = None) -> Service:
@@ -114,7 +139,10 @@ def start_prefect_server(home: Path, *, port: int | None = None) -> Service:
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     api = f"http://127.0.0.1:{port}/api"
 

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -49,7 +50,9 @@ def _read_json(href: str) -> dict[str, Any]:
             doc: dict[str, Any] = json.load(f)
             return doc
     except FileNotFoundError as exc:
-        raise SourceError(f"source {href} not found: give a static catalog.json path/URL or a STAC API root") from exc
+        raise SourceError(
+            f"source {href} not found: give a static catalog.json path/URL or a STAC API root"
+        ) from exc
     except json.JSONDecodeError as exc:
         raise SourceError(f"source {href} is not JSON ({exc.msg}): is it a STAC catalog or API?") from exc
     except Exception as exc:  # network stacks raise many types
@@ -64,7 +67,9 @@ def resolve_source(source: str) -> tuple[str, dict[str, Any]]:
         if os.path.isdir(href):
             href = os.path.join(href, "catalog.json")
         if not os.path.exists(href):
-            raise SourceError(f"source {source} not found: give a static catalog.json path/URL or a STAC API root")
+            raise SourceError(
+                f"source {source} not found: give a static catalog.json path/URL or a STAC API root"
+            )
     return href, _read_json(href)
 
 
@@ -103,8 +108,8 @@ def _granule_from_item(item: pystac.Item, product: str) -> UpstreamGranule | Non
 
 
 def _overlaps(name: GranuleName, start: dt.date, end: dt.date) -> bool:
-    lo = dt.datetime.combine(start, dt.time(), dt.timezone.utc)
-    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    lo = dt.datetime.combine(start, dt.time(), dt.UTC)
+    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
     return name.start < hi and name.end > lo
 
 
@@ -113,6 +118,7 @@ def find_granules(
 ) -> list[UpstreamGranule]:
     """Granules of ``product`` whose time span overlaps the days ``start``…``end`` (inclusive), sorted by start."""
     href, root = resolve_source(source)
+    items: Iterable[pystac.Item]
     if is_stac_api(root):
         items = _search_api(href, collection=collection, start=start, end=end)
     else:
@@ -135,8 +141,8 @@ def find_granules(
 def _search_api(href: str, *, collection: str, start: dt.date, end: dt.date) -> list[pystac.Item]:
     from pystac_client import Client
 
-    lo = dt.datetime.combine(start - dt.timedelta(days=1), dt.time(), dt.timezone.utc)
-    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(23, 59, 59), dt.timezone.utc)
+    lo = dt.datetime.combine(start - dt.timedelta(days=1), dt.time(), dt.UTC)
+    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(23, 59, 59), dt.UTC)
     try:
         client = Client.open(href)
         search = client.search(collections=[collection], datetime=(lo, hi), limit=250)

@@ -64,7 +64,10 @@ def s3_storage_options(settings: Settings) -> dict[str, Any]:
         opts["client_kwargs"] = client_kwargs
     # Send checksums only where S3 requires them: objects PUT with botocore's default CRC32 trailer come back
     # from some S3-compatible servers (rclone) with a checksum that other clients (pyarrow/AWS SDK C++) reject.
-    opts["config_kwargs"] = {"request_checksum_calculation": "when_required", "response_checksum_validation": "when_required"}
+    opts["config_kwargs"] = {
+        "request_checksum_calculation": "when_required",
+        "response_checksum_validation": "when_required",
+    }
     return opts
 
 
@@ -85,7 +88,9 @@ def open_lake(url: str | None = None, *, settings: Settings | None = None, creat
             if create:
                 os.makedirs(root, exist_ok=True)
             elif not os.path.isdir(root):
-                raise LakeError(f"no lake at {root}: run `eolake demo --lake {root}` or harvest into it first")
+                raise LakeError(
+                    f"no lake at {root}: run `eolake demo --lake {root}` or harvest into it first"
+                )
             if not os.access(root, os.W_OK):
                 raise LakeError(f"lake directory {root} is not writable: choose another --lake")
         except OSError as exc:

@@ -43,13 +43,21 @@ class Cli:
     env: dict[str, str]
     cwd: Path
 
-    def __call__(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, check: bool = True, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [sys.executable, "-m", "flows.cli", *args],
-            env=self.env, cwd=self.cwd, capture_output=True, text=True, timeout=timeout,
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(f"eolake {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+            raise AssertionError(
+                f"eolake {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+            )
         return proc
 
 
@@ -82,5 +90,7 @@ def cli(cli_env: dict[str, str], tmp_path: Path) -> Cli:
 def offline_cli(tmp_path: Path) -> Cli:
     """Runs ``eolake`` with no Prefect server configured (for argument errors, which never reach Prefect)."""
     env = _base_env(tmp_path / "home")
-    env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"  # nothing listens there: a run that reached Prefect fails
+    env["PREFECT_API_URL"] = (
+        "http://127.0.0.1:9/api"  # nothing listens there: a run that reached Prefect fails
+    )
     return Cli(env, tmp_path)

@@ -15,7 +15,10 @@ def _nothing_written(root: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["harvest", "--product", "xco9", "--source", "x", "--start", "2020-03-01", "--end", "2020-03-02"], "unknown product"),
+        (
+            ["harvest", "--product", "xco9", "--source", "x", "--start", "2020-03-01", "--end", "2020-03-02"],
+            "unknown product",
+        ),
         (["demo", "--start", "2020-03-05", "--end", "2020-03-01"], "inverted date range"),
         (["demo", "--bbox", "10,50,20,40"], "south must be below north"),
         (["demo", "--bbox", "20,40,10,50"], "west must be below east"),
@@ -28,7 +31,11 @@ def _nothing_written(root: Path) -> None:
     ],
 )
 def test_bad_arguments(offline_cli, args: list[str], message: str) -> None:
-    proc = offline_cli(*args, "--lake", "lake", check=False) if "--lake" not in args else offline_cli(*args, check=False)
+    proc = (
+        offline_cli(*args, "--lake", "lake", check=False)
+        if "--lake" not in args
+        else offline_cli(*args, check=False)
+    )
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("eolake: error:"), proc.stderr
@@ -38,7 +45,9 @@ def test_bad_arguments(offline_cli, args: list[str], message: str) -> None:
 
 def test_truth_with_unknown_sector(offline_cli) -> None:
     csv = Path(offline_cli.cwd) / "truth.csv"
-    csv.write_text("country,date,sector,value\nGermany,02/03/2020,Power,0.5\nGermany,02/03/2020,Shipping,0.1\n")
+    csv.write_text(
+        "country,date,sector,value\nGermany,02/03/2020,Power,0.5\nGermany,02/03/2020,Shipping,0.1\n"
+    )
     proc = offline_cli("demo", "--truth", str(csv), "--lake", "lake", check=False)
     assert proc.returncode == 2
     assert "Shipping" in proc.stderr and proc.stderr.count("\n") == 1
@@ -46,7 +55,9 @@ def test_truth_with_unknown_sector(offline_cli) -> None:
 
 
 def test_unreachable_lake(offline_cli) -> None:
-    offline_cli.env.update(AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_ACCESS_KEY_ID="x" * 12, AWS_SECRET_ACCESS_KEY="y" * 20)
+    offline_cli.env.update(
+        AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_ACCESS_KEY_ID="x" * 12, AWS_SECRET_ACCESS_KEY="y" * 20
+    )
     proc = offline_cli("demo", "--lake", "s3://nowhere/lake", check=False, timeout=120)
     assert proc.returncode == 2
     assert "cannot reach lake" in proc.stderr and proc.stderr.count("\n") == 1

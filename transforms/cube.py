@@ -124,7 +124,7 @@ def _template(spec: CubeSpec, n_days: int) -> xr.Dataset:
         fill = 0 if name == "count" else np.nan
         data_vars[name] = (
             ("time", "lat", "lon"),
-            da.full(shape, fill, dtype=dtype, chunks=chunks),
+            da.full(shape, fill, dtype=dtype, chunks=chunks),  # type: ignore[no-untyped-call]
             var_attrs[name],
         )
     time = np.array([np.datetime64(spec.origin, "D") + i for i in range(n_days)], dtype="datetime64[ns]")
@@ -190,7 +190,9 @@ def ensure_cube(store: Store, spec: CubeSpec, *, until: dt.date) -> int:
     existing_grid = group.attrs.get("grid_id")
     if existing_grid != spec.grid.grid_id:
         raise ValueError(f"the store holds a cube on grid {existing_grid!r}, not {spec.grid.grid_id!r}")
-    n_have = int(group["time"].shape[0])
+    time = group["time"]
+    assert isinstance(time, zarr.Array)
+    n_have = int(time.shape[0])
     if n_needed > n_have:
         for name in DATA_VARS:
             arr = group[name]
@@ -243,6 +245,7 @@ def open_cube(store: Store, *, chunks: dict[str, int] | None = None) -> xr.Datas
     """Open a cube lazily (dask-backed). dims (time, lat, lon)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        return xr.open_zarr(
+        ds: xr.Dataset = xr.open_zarr(
             store, zarr_format=3, consolidated=True, chunks=chunks if chunks is not None else {}
         )
+    return ds

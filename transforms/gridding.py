@@ -9,6 +9,7 @@ Input is a standard observations Dataset (dim ``pixel``; variables ``value``, ``
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Literal
 
@@ -34,10 +35,10 @@ def mask_observations(obs: xr.Dataset, *, qa_threshold: float) -> xr.Dataset:
     return obs.isel(pixel=np.flatnonzero(keep))
 
 
-def select_day(obs: xr.Dataset, day: np.datetime64) -> xr.Dataset:
-    """Pixels whose UTC time falls on ``day`` (a ``datetime64[D]``). dims (pixel,)."""
+def select_day(obs: xr.Dataset, day: np.datetime64 | dt.date) -> xr.Dataset:
+    """Pixels whose UTC time falls on ``day``. dims (pixel,)."""
     t = obs["time"].values.astype("datetime64[D]")
-    return obs.isel(pixel=np.flatnonzero(t == np.datetime64(day, "D")))
+    return obs.isel(pixel=np.flatnonzero(t == np.asarray(day).astype("datetime64[D]")))
 
 
 def bin_centres(

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import numpy as np
 import xarray as xr
 
 from transforms.grid import GridSpec
@@ -49,7 +48,7 @@ def grid_granules(
     for f in files:
         obs = open_observations(f, product=product)
         read += obs.sizes["pixel"]
-        obs = select_day(mask_observations(obs, qa_threshold=threshold), np.datetime64(day, "D"))
+        obs = select_day(mask_observations(obs, qa_threshold=threshold), day)
         parts.append(obs.load())
     fields = bin_centres(parts, grid, weighting=weighting)
     count = fields["count"].values

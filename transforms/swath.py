@@ -17,7 +17,7 @@ import numpy as np
 
 EARTH_RADIUS_KM = 6371.0088
 _SIDEREAL_DAY_S = 86164.0905
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,10 @@ def _cross_track_points(track: np.ndarray, ahead: np.ndarray, offsets_km: np.nda
     normal = np.cross(track, ahead)  # perpendicular to the orbit plane (points to the track's left)
     normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
     ang = offsets_km / EARTH_RADIUS_KM
-    return track[:, None, :] * np.cos(ang)[None, :, None] - normal[:, None, :] * np.sin(ang)[None, :, None]
+    out: np.ndarray = (
+        track[:, None, :] * np.cos(ang)[None, :, None] - normal[:, None, :] * np.sin(ang)[None, :, None]
+    )
+    return out
 
 
 def simulate_swath(

@@ -34,7 +34,12 @@ def _run_plain(code: str, cwd: Path, env: dict[str, str] | None = None) -> dict:
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", guard + textwrap.dedent(code) + tail], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", guard + textwrap.dedent(code) + tail],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -95,7 +100,15 @@ def _check_artefacts(got: dict) -> None:
 def test_demo_local(cli, tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     out = cli("demo", "--lake", str(lake), *ARGS).stdout
-    for what in ("raw granules", "ledger", "daily NO2 cube", "STAC catalog", "emissions table", "intake catalog", "xr.open_zarr"):
+    for what in (
+        "raw granules",
+        "ledger",
+        "daily NO2 cube",
+        "STAC catalog",
+        "emissions table",
+        "intake catalog",
+        "xr.open_zarr",
+    ):
         assert what in out
     ledger = pd.read_parquet(lake / "ledger" / "granules.parquet")
     assert (ledger["status"] == "harvested").all() and len(ledger) >= 2
@@ -114,6 +127,8 @@ def test_demo_local(cli, tmp_path: Path) -> None:
     assert "0 fetched" in again and "already there" in again
     assert len(pd.read_parquet(lake / "ledger" / "granules.parquet")) == len(ledger)
     assert len(list((lake / "tables" / "emissions").glob("release=*"))) == 1
+    whole = pd.read_parquet(lake / "tables" / "emissions")  # the hive-partitioned table reads as one
+    assert whole["release"].nunique() == 1 and len(whole) == got["table_rows"]
 
 
 @pytest.mark.parametrize("bucket", ["demo"])

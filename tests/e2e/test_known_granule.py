@@ -20,7 +20,9 @@ from catalog.items import create_granule_item, footprint_geometry
 from transforms.granules import parse_granule_name
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "s5p"
-KNOWN = DATA / "known" / "S5P_OFFL_L2__NO2____20200303T013547_20200303T031717_12367_01_010302_20200306T053815.nc"
+KNOWN = (
+    DATA / "known" / "S5P_OFFL_L2__NO2____20200303T013547_20200303T031717_12367_01_010302_20200306T053815.nc"
+)
 DAY = ["--start", "2020-03-03", "--end", "2020-03-03"]
 
 
@@ -37,13 +39,21 @@ def _static_catalog(root: Path, files: list[Path], *, sizes: dict[str, int] | No
     f = _field()
     geometry, bbox = footprint_geometry(f["lat_b"][:, :20], f["lon_b"][:, :20])
     cat = pystac.Catalog("upstream", "test upstream")
-    col = pystac.Collection("sentinel-5p-l2-netcdf", "s5p", pystac.Extent(pystac.SpatialExtent([[-180, -90, 180, 90]]), pystac.TemporalExtent([[None, None]])))
+    col = pystac.Collection(
+        "sentinel-5p-l2-netcdf",
+        "s5p",
+        pystac.Extent(pystac.SpatialExtent([[-180, -90, 180, 90]]), pystac.TemporalExtent([[None, None]])),
+    )
     cat.add_child(col)
     for path in files:
         data = path.read_bytes()
         size = (sizes or {}).get(path.name, len(data))
         item = create_granule_item(
-            parse_granule_name(path.name), href=str(path), geometry=geometry, bbox=bbox, size=size,
+            parse_granule_name(path.name),
+            href=str(path),
+            geometry=geometry,
+            bbox=bbox,
+            size=size,
             checksum_sha256=hashlib.sha256(data).hexdigest(),
         )
         col.add_item(item)
@@ -103,7 +113,9 @@ def test_harvest_faults_versions_and_reruns(cli, tmp_path: Path) -> None:
     shutil.copy(KNOWN, rpro)
     corrupt = files / "S5P_OFFL_L2__NO2____20200303T031717_20200303T045847_12368_01_010302_20200306T071815.nc"
     corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 40)
-    truncated = files / "S5P_OFFL_L2__NO2____20200303T045847_20200303T064017_12369_01_010302_20200306T090015.nc"
+    truncated = (
+        files / "S5P_OFFL_L2__NO2____20200303T045847_20200303T064017_12369_01_010302_20200306T090015.nc"
+    )
     truncated.write_bytes(KNOWN.read_bytes()[: KNOWN.stat().st_size // 2])
     source = _static_catalog(
         tmp_path / "upstream", [good, rpro, corrupt, truncated], sizes={truncated.name: KNOWN.stat().st_size}
@@ -130,6 +142,10 @@ def test_harvest_faults_versions_and_reruns(cli, tmp_path: Path) -> None:
     ledger2 = pd.read_parquet(lake / "ledger" / "granules.parquet").set_index("granule_id")
     assert len(ledger2) == 4
     assert ledger2.loc[corrupt.stem, "attempts"] == 2
-    assert (ledger2.loc[[good.stem, rpro.stem], "updated"] == ledger.loc[[good.stem, rpro.stem], "updated"]).all()
-    regrid = cli("grid", "--product", "no2", *DAY, "--lake", str(lake), "--resolution", "1", "--bbox", "170,-3,190,3").stdout
+    assert (
+        ledger2.loc[[good.stem, rpro.stem], "updated"] == ledger.loc[[good.stem, rpro.stem], "updated"]
+    ).all()
+    regrid = cli(
+        "grid", "--product", "no2", *DAY, "--lake", str(lake), "--resolution", "1", "--bbox", "170,-3,190,3"
+    ).stdout
     assert "0 day(s) gridded, 1 unchanged" in regrid

@@ -21,7 +21,10 @@ def _obs(lat, lon, value, sigma=None, qa=None, time=None) -> xr.Dataset:
             "value": ("pixel", np.asarray(value, dtype=float)),
             "uncertainty": ("pixel", np.asarray(sigma if sigma is not None else [1.0] * n, dtype=float)),
             "qa": ("pixel", np.asarray(qa if qa is not None else [1.0] * n, dtype=float)),
-            "time": ("pixel", np.asarray(time if time is not None else ["2020-03-03T12:00"] * n, dtype="datetime64[ns]")),
+            "time": (
+                "pixel",
+                np.asarray(time if time is not None else ["2020-03-03T12:00"] * n, dtype="datetime64[ns]"),
+            ),
         }
     )
 
@@ -30,7 +33,12 @@ GRID = GridSpec(1.0, (0.0, 0.0, 4.0, 3.0))  # 3 x 4 cells
 
 
 def test_exact_cell_values_plain_and_inverse_variance() -> None:
-    obs = _obs(lat=[0.5, 0.2, 0.9, 2.5], lon=[0.5, 0.1, 0.7, 3.5], value=[1.0, 2.0, 6.0, 5.0], sigma=[1.0, 1.0, 2.0, 0.5])
+    obs = _obs(
+        lat=[0.5, 0.2, 0.9, 2.5],
+        lon=[0.5, 0.1, 0.7, 3.5],
+        value=[1.0, 2.0, 6.0, 5.0],
+        sigma=[1.0, 1.0, 2.0, 0.5],
+    )
     plain = bin_centres(obs, GRID, weighting="plain")
     assert plain["count"].values.tolist() == [[3, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]]
     assert plain["mean"].values[0, 0] == pytest.approx(3.0)
@@ -80,7 +88,9 @@ def test_antimeridian_grid_takes_both_sides() -> None:
 
 
 def test_select_day_uses_pixel_time() -> None:
-    obs = _obs(lat=[0.5, 0.5], lon=[0.5, 0.5], value=[1.0, 2.0], time=["2020-03-02T23:59:59", "2020-03-03T00:00:00"])
+    obs = _obs(
+        lat=[0.5, 0.5], lon=[0.5, 0.5], value=[1.0, 2.0], time=["2020-03-02T23:59:59", "2020-03-03T00:00:00"]
+    )
     assert select_day(obs, np.datetime64("2020-03-03")).value.values.tolist() == [2.0]
 
 

@@ -42,10 +42,20 @@ def known_field() -> dict[str, np.ndarray]:
     dlon = np.array([-0.5, 0.5, 0.5, -0.5], dtype=np.float32)
     lat_b = lat[..., None] + dlat
     lon_b = ((lon[..., None] + dlon + 180.0) % 360.0 - 180.0).astype(np.float32)
-    return {"lat": lat, "lon": lon, "value": value, "precision": precision, "qa": qa, "lat_b": lat_b, "lon_b": lon_b}
+    return {
+        "lat": lat,
+        "lon": lon,
+        "value": value,
+        "precision": precision,
+        "qa": qa,
+        "lat_b": lat_b,
+        "lon_b": lon_b,
+    }
 
 
-def _var(group: h5py.Group, name: str, data: np.ndarray, dims: list[h5py.Dataset], **attrs: object) -> h5py.Dataset:
+def _var(
+    group: h5py.Group, name: str, data: np.ndarray, dims: list[h5py.Dataset], **attrs: object
+) -> h5py.Dataset:
     ds = group.create_dataset(name, data=data, compression="gzip", shuffle=True)
     for i, d in enumerate(dims):
         ds.dims[i].attach_scale(d)
@@ -71,19 +81,49 @@ def main() -> None:
         _var(product, "latitude", f["lat"][None], dims3, units="degrees_north", standard_name="latitude")
         _var(product, "longitude", f["lon"][None], dims3, units="degrees_east", standard_name="longitude")
         _var(
-            product, "nitrogendioxide_tropospheric_column", f["value"][None], dims3,
-            units="mol m-2", _FillValue=FILL, standard_name="troposphere_mole_content_of_nitrogen_dioxide",
+            product,
+            "nitrogendioxide_tropospheric_column",
+            f["value"][None],
+            dims3,
+            units="mol m-2",
+            _FillValue=FILL,
+            standard_name="troposphere_mole_content_of_nitrogen_dioxide",
             multiplication_factor_to_convert_to_molecules_percm2=np.float32(6.02214e19),
         )
-        _var(product, "nitrogendioxide_tropospheric_column_precision", f["precision"][None], dims3, units="mol m-2", _FillValue=FILL)
-        _var(product, "qa_value", f["qa"][None], dims3, units="1", scale_factor=np.float32(0.01), add_offset=np.float32(0.0), _FillValue=np.uint8(255))
+        _var(
+            product,
+            "nitrogendioxide_tropospheric_column_precision",
+            f["precision"][None],
+            dims3,
+            units="mol m-2",
+            _FillValue=FILL,
+        )
+        _var(
+            product,
+            "qa_value",
+            f["qa"][None],
+            dims3,
+            units="1",
+            scale_factor=np.float32(0.01),
+            add_offset=np.float32(0.0),
+            _FillValue=np.uint8(255),
+        )
         delta = (7_200_000 + 840 * np.arange(N_S)).astype(np.int32)[None]
-        _var(product, "delta_time", delta, [time, scan], units="milliseconds since 2020-03-03 00:00:00", _FillValue=np.int32(-2147483647))
+        _var(
+            product,
+            "delta_time",
+            delta,
+            [time, scan],
+            units="milliseconds since 2020-03-03 00:00:00",
+            _FillValue=np.int32(-2147483647),
+        )
         geo = h5.require_group("PRODUCT/SUPPORT_DATA/GEOLOCATIONS")
         dims4 = [time, scan, pixel, corner]
         _var(geo, "latitude_bounds", f["lat_b"][None], dims4, units="degrees_north")
         _var(geo, "longitude_bounds", f["lon_b"][None], dims4, units="degrees_east")
-        h5.attrs["history"] = np.bytes_(h5.attrs["history"] + b"; known test field injected by tests/data/s5p/make_known_granule.py")
+        h5.attrs["history"] = np.bytes_(
+            h5.attrs["history"] + b"; known test field injected by tests/data/s5p/make_known_granule.py"
+        )
 
 
 if __name__ == "__main__":
