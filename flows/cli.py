@@ -93,20 +93,19 @@ def _check_period(args: argparse.Namespace) -> None:
         _fail("date range longer than 10 years: split it into several runs")
 
 
-def _check_truth(path: str | None) -> None:
-    if path is None:
-        return
-    from transforms.truth import read_carbon_monitor_csv
+def _check_truth(args: argparse.Namespace) -> None:
+    """Read and validate the truth (file or built-in scenario) for the period and domain before any run."""
+    from infra.scenario import load_truth
 
-    if not os.path.isfile(path):
-        _fail(f"truth file {path} not found")
-    read_carbon_monitor_csv(path)  # raises TruthTableError with the row and the fix
+    if args.truth is not None and not os.path.isfile(args.truth):
+        _fail(f"truth file {args.truth} not found")
+    load_truth(args.truth, start=args.start, end=args.end, bounds=args.bbox)  # raises TruthTableError
 
 
-def _lake(url: str, *, create: bool = True) -> Any:
+def _lake(url: str | None, *, create: bool = True) -> Any:
     from infra.storage import open_lake
 
-    return open_lake(url, create=create)
+    return open_lake(url, create=create)  # None: the settings' lake (EOLAKE_LAKE, default ./lake)
 
 
 def _prefect_env() -> None:
@@ -126,7 +125,7 @@ def _print_json(obj: Any) -> None:
 
 def cmd_simulate(args: argparse.Namespace) -> None:
     _check_period(args)
-    _check_truth(args.truth)
+    _check_truth(args)
     _prefect_env()
     from flows.simulate import simulate_archive
 
@@ -194,7 +193,7 @@ def cmd_publish(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     _check_period(args)
-    _check_truth(args.truth)
+    _check_truth(args)
     lake = _lake(args.lake)
     archive = args.archive or default_archive(lake.url)
     _prefect_env()
@@ -304,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted")
+    except Exception as exc:  # an unexpected failure: say so in one line after whatever the run logged
+        print(f"eolake: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

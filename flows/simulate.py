@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from infra.archive import simulate_day, write_archive_catalog
 from infra.scenario import load_truth
+from transforms.truth import COLUMNS
 
 
 @task(cache_policy=NO_CACHE)
@@ -22,7 +23,7 @@ def simulate_day_task(
     seed: int,
 ) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = simulate_day(
-        archive, day, pd.DataFrame(truth_rows), bounds=bounds, seed=seed
+        archive, day, pd.DataFrame(truth_rows, columns=list(COLUMNS)), bounds=bounds, seed=seed
     )
     return items
 

@@ -13,6 +13,16 @@ from transforms.regions import countries_in_grid
 from transforms.truth import builtin_scenario, load_base_inventory, read_carbon_monitor_csv
 
 
+_EMPTY = {
+    "country": "str",
+    "iso3": "str",
+    "date": "datetime64[ns]",
+    "sector": "str",
+    "value": "float64",
+    "is_aggregate": "bool",
+}
+
+
 def domain_countries(bounds: tuple[float, float, float, float]) -> list[str]:
     """ISO3 codes of inventory countries with land inside ``bounds``."""
     grid = GridSpec.snapped(0.25, bounds)
@@ -27,11 +37,8 @@ def load_truth(
     Raises TruthTableError if the CSV does not cover the period."""
     if path is None:
         countries = domain_countries(bounds)
-        if not countries:
-            raise TruthTableError(
-                f"no inventory country lies inside bbox {bounds}: choose a bbox over land "
-                "(e.g. -5,42,20,56 for western Europe) or pass --truth"
-            )
+        if not countries:  # open ocean: granules see the background only
+            return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _EMPTY.items()})
         return builtin_scenario(start, end, countries=countries)
     table = read_carbon_monitor_csv(path)
     members = table[~table["is_aggregate"]] if "is_aggregate" in table else table

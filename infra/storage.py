@@ -51,10 +51,15 @@ def s3_storage_options(settings: Settings) -> dict[str, Any]:
     """s3fs keyword arguments from settings, falling back to the standard AWS environment variables."""
     endpoint = settings.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
     opts: dict[str, Any] = {}
-    if settings.s3_key is not None:
-        opts["key"] = settings.s3_key.get_secret_value()
-    if settings.s3_secret is not None:
-        opts["secret"] = settings.s3_secret.get_secret_value()
+    # Resolved here (not left to botocore's own lookup) so that stores handed to dask workers carry them.
+    key = settings.s3_key.get_secret_value() if settings.s3_key else os.environ.get("AWS_ACCESS_KEY_ID")
+    secret = (
+        settings.s3_secret.get_secret_value()
+        if settings.s3_secret
+        else os.environ.get("AWS_SECRET_ACCESS_KEY")
+    )
+    if key and secret:
+        opts["key"], opts["secret"] = key, secret
     client_kwargs: dict[str, Any] = {}
     if endpoint:
         client_kwargs["endpoint_url"] = endpoint

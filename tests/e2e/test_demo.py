@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from infra.dask_processes import start_dask
 from infra.services import Service
 
 BBOX = "4,47,12,53"
@@ -133,10 +134,34 @@ def test_demo_local(cli, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bucket", ["demo"])
 def test_demo_on_s3(cli, s3_server: Service, tmp_path: Path, bucket: str) -> None:
+    """On S3, with the emissions derived on separate dask scheduler/worker processes (started without any
+    S3 credentials in their environment)."""
     cli.env.update(s3_server.env)
     lake = f"s3://{bucket}/lake"
-    out = cli("demo", "--lake", lake, "--archive", str(tmp_path / "upstream"), *ARGS).stdout
+    dask = start_dask(tmp_path / "dask", n_workers=1)
+    try:
+        cli.env["EOLAKE_DASK_ADDRESS"] = dask.address
+        out = cli("demo", "--lake", lake, "--archive", str(tmp_path / "upstream"), *ARGS).stdout
+    finally:
+        dask.stop()
     assert "s3://demo/lake/cubes/" in out
+    _assert_no_secrets(s3_server, bucket, out)
     env = {k: v for k, v in cli.env.items() if k != "PYTHONPATH"}
     got = _run_plain(OPEN_ALL.replace("LAKE", repr(lake)), tmp_path, env)
     _check_artefacts(got)
+
+
+def _assert_no_secrets(s3_server: Service, bucket: str, output: str) -> None:
+    """Neither the CLI's output nor any object in the lake holds the S3 secret or key."""
+    import s3fs
+
+    key, secret = s3_server.env["AWS_ACCESS_KEY_ID"], s3_server.env["AWS_SECRET_ACCESS_KEY"]
+    assert secret not in output and key not in output
+    fs = s3fs.S3FileSystem(
+        key=key, secret=secret, client_kwargs={"endpoint_url": s3_server.url}, skip_instance_cache=True
+    )
+    paths = [p for p in fs.find(bucket) if not p.endswith(".nc")]
+    assert any(p.endswith("catalog.yaml") for p in paths)
+    blobs = fs.cat(paths)
+    leaks = [p for p, data in blobs.items() if secret.encode() in data or key.encode() in data]
+    assert leaks == []
