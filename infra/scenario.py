@@ -12,7 +12,6 @@ from transforms.grid import GridSpec
 from transforms.regions import countries_in_grid
 from transforms.truth import builtin_scenario, load_base_inventory, read_carbon_monitor_csv
 
-
 _EMPTY = {
     "country": "str",
     "iso3": "str",
