@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import os
+import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -173,17 +175,6 @@ def cmd_grid(args: argparse.Namespace) -> None:
         print(f"  {d['day']}: {d['granules']} granules, coverage {d['coverage']:.1%}")
 
 
-def cmd_emissions_derive(args: argparse.Namespace) -> None:
-    _check_period(args)
-    lake = _lake(args.lake, create=False)
-    _prefect_env()
-    from flows.emissions import derive_daily_emissions
-
-    _print_json(
-        derive_daily_emissions(lake.url, args.product, args.start, args.end, args.resolution, args.bbox)
-    )
-
-
 def cmd_publish(args: argparse.Namespace) -> None:
     lake = _lake(args.lake, create=False)
     from infra.publish import publish_intake
@@ -211,28 +202,30 @@ def default_archive(lake_url: str) -> str:
     return lake_url.rstrip("/") + "-upstream"
 
 
+def add_period(sp: argparse.ArgumentParser, *, required: bool) -> None:
+    if required:
+        sp.add_argument("--start", type=parse_date, required=True, help="first day, YYYY-MM-DD")
+        sp.add_argument("--end", type=parse_date, required=True, help="last day, YYYY-MM-DD (inclusive)")
+    else:
+        sp.add_argument(
+            "--start", type=parse_date, default=DEFAULT_START, help=f"first day (default {DEFAULT_START})"
+        )
+        sp.add_argument(
+            "--end", type=parse_date, default=DEFAULT_END, help=f"last day (default {DEFAULT_END})"
+        )
+
+
+def add_lake(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--lake",
+        default=os.environ.get("EOLAKE_LAKE", "./lake"),
+        help="lake directory or s3:// URL (default ./lake)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="eolake", description="An open Earth-observation data lake for carbon-satellite data.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    def period(sp: argparse.ArgumentParser, *, required: bool) -> None:
-        if required:
-            sp.add_argument("--start", type=parse_date, required=True, help="first day, YYYY-MM-DD")
-            sp.add_argument("--end", type=parse_date, required=True, help="last day, YYYY-MM-DD (inclusive)")
-        else:
-            sp.add_argument(
-                "--start", type=parse_date, default=DEFAULT_START, help=f"first day (default {DEFAULT_START})"
-            )
-            sp.add_argument(
-                "--end", type=parse_date, default=DEFAULT_END, help=f"last day (default {DEFAULT_END})"
-            )
-
-    def lake(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument(
-            "--lake",
-            default=os.environ.get("EOLAKE_LAKE", "./lake"),
-            help="lake directory or s3:// URL (default ./lake)",
-        )
 
     s = sub.add_parser("simulate", help="write a simulated Sentinel-5P archive with a static STAC catalog")
     s.add_argument("--out", required=True, help="archive directory")
@@ -241,14 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--bbox", type=parse_bbox, default=DEFAULT_BBOX, help="W,S,E,N degrees")
     s.add_argument("--seed", type=int, default=0)
-    period(s, required=False)
+    add_period(s, required=False)
     s.set_defaults(func=cmd_simulate)
 
     h = sub.add_parser("harvest", help="copy granules from a STAC catalog/API into the lake")
     h.add_argument("--source", required=True, help="static catalog path/URL or STAC API root")
     h.add_argument("--product", type=parse_product, default="no2")
-    period(h, required=True)
-    lake(h)
+    add_period(h, required=True)
+    add_lake(h)
     h.set_defaults(func=cmd_harvest)
 
     g = sub.add_parser("grid", help="grid harvested granules into the daily Zarr cube")
@@ -260,26 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--force", action="store_true", help="re-grid days even when their granules did not change"
     )
-    period(g, required=True)
-    lake(g)
+    add_period(g, required=True)
+    add_lake(g)
     g.set_defaults(func=cmd_grid)
 
-    e = sub.add_parser("emissions", help="the daily emissions table")
-    esub = e.add_subparsers(dest="emissions_command", required=True, parser_class=_Parser)
-    ed = esub.add_parser("derive", help="derive a new release from the cube (on dask)")
-    ed.add_argument("--product", type=parse_product, default="no2")
-    ed.add_argument("--resolution", type=parse_resolution, default=DEFAULT_RESOLUTION)
-    ed.add_argument("--bbox", type=parse_bbox, default=(-180.0, -90.0, 180.0, 90.0))
-    period(ed, required=True)
-    lake(ed)
-    ed.set_defaults(func=cmd_emissions_derive)
-
     pb = sub.add_parser("publish", help="regenerate the lake's intake catalog from its STAC catalog")
-    lake(pb)
+    add_lake(pb)
     pb.set_defaults(func=cmd_publish)
 
     d = sub.add_parser("demo", help="simulate → harvest → grid → catalog → emissions → intake, end to end")
-    lake(d)
+    add_lake(d)
     d.add_argument("--truth", help="Carbon Monitor CSV truth; default: built-in scenario")
     d.add_argument(
         "--bbox",
@@ -289,8 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--resolution", type=parse_resolution, default=DEFAULT_RESOLUTION)
     d.add_argument("--archive", help="where the simulated upstream archive goes (default: <lake>-upstream)")
-    period(d, required=False)
+    add_period(d, required=False)
     d.set_defaults(func=cmd_demo)
+
+    # each area adds its own commands from flows/cli_<area>.py: a register(subparsers) function
+    for module in sorted(
+        m.name for m in pkgutil.iter_modules([os.path.dirname(__file__)]) if m.name.startswith("cli_")
+    ):
+        importlib.import_module(f"flows.{module}").register(sub)
     return p
 
 
