@@ -1,0 +1,152 @@
+"""A fake upstream archive: a minimal STAC API (landing page, conformance, collections, item search with
+datetime/collections/limit and next-page links, as Planetary Computer answers) plus a file server for the
+granules, over real HTTP on 127.0.0.1. It serves the items of a static catalog made by ``eolake simulate``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pystac
+
+CONFORMS = [
+    "https://api.stacspec.org/v1.0.0/core",
+    "https://api.stacspec.org/v1.0.0/collections",
+    "https://api.stacspec.org/v1.0.0/item-search",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+]
+
+
+def _load(catalog_json: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+    items, files = [], {}
+    for item in pystac.Catalog.from_file(str(catalog_json)).get_items(recursive=True):
+        item.make_asset_hrefs_absolute()
+        d = item.to_dict(include_self_link=False, transform_hrefs=False)
+        for asset in d["assets"].values():
+            path = Path(asset["href"])
+            files[path.name] = path
+            asset["href"] = f"/files/{path.name}"  # made absolute per request
+        d["links"] = []
+        items.append(d)
+    return items, files
+
+
+def _overlaps(item: dict[str, Any], lo: str | None, hi: str | None) -> bool:
+    p = item["properties"]
+    start, end = p.get("start_datetime") or p["datetime"], p.get("end_datetime") or p["datetime"]
+    return (hi is None or start <= hi) and (lo is None or end >= lo)
+
+
+@contextmanager
+def serve_upstream(catalog_json: Path, *, collection: str = "sentinel-5p-l2-netcdf") -> Iterator[str]:
+    """Serve the static catalog's items as a STAC API; yields the API root URL."""
+    items, files = _load(catalog_json)
+    requests: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            requests.append(self.path)
+
+        def _json(self, doc: Any, status: int = 200) -> None:
+            body = json.dumps(doc).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            root = f"http://127.0.0.1:{self.server.server_address[1]}"
+            url = urlparse(self.path)
+            q = {k: v[0] for k, v in parse_qs(url.query).items()}
+            if url.path in ("", "/"):
+                self._json(
+                    {
+                        "type": "Catalog",
+                        "id": "fake-upstream",
+                        "stac_version": "1.0.0",
+                        "description": "fake",
+                        "conformsTo": CONFORMS,
+                        "links": [
+                            {"rel": "self", "href": f"{root}/", "type": "application/json"},
+                            {"rel": "root", "href": f"{root}/", "type": "application/json"},
+                            {
+                                "rel": "search",
+                                "href": f"{root}/search",
+                                "type": "application/geo+json",
+                                "method": "GET",
+                            },
+                            {"rel": "data", "href": f"{root}/collections", "type": "application/json"},
+                        ],
+                    }
+                )
+            elif url.path == "/conformance":
+                self._json({"conformsTo": CONFORMS})
+            elif url.path == "/search":
+                self._search(root, q, post=False)
+            elif url.path.startswith("/files/") and url.path[7:] in files:
+                data = files[url.path[7:]].read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-netcdf")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            else:
+                self._json({"code": "NotFound", "description": self.path}, 404)
+
+        def do_POST(self) -> None:
+            root = f"http://127.0.0.1:{self.server.server_address[1]}"
+            if urlparse(self.path).path != "/search":
+                self._json({"code": "NotFound", "description": self.path}, 404)
+                return
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            q = {k: ",".join(v) if isinstance(v, list) else str(v) for k, v in body.items()}
+            self._search(root, q, post=True)
+
+        def _search(self, root: str, q: dict[str, str], *, post: bool) -> None:
+            wanted = q.get("collections", collection).split(",")
+            lo, hi = [*q.get("datetime", "../..").split("/"), ".."][:2]
+            sel = [
+                i
+                for i in items
+                if collection in wanted
+                and _overlaps(i, None if lo == ".." else lo, None if hi == ".." else hi)
+            ]
+            limit, offset = int(q.get("limit", 10)), int(q.get("token", 0))
+            page = [
+                json.loads(json.dumps(dict(i, collection=collection))) for i in sel[offset : offset + limit]
+            ]
+            for i in page:
+                for a in i["assets"].values():
+                    a["href"] = root + a["href"]
+            links: list[dict[str, Any]] = [{"rel": "root", "href": f"{root}/", "type": "application/json"}]
+            if offset + limit < len(sel):
+                nq = dict(q, token=str(offset + limit))
+                nxt: dict[str, Any] = {"rel": "next", "type": "application/geo+json"}
+                if post:
+                    body = {k: (v.split(",") if k == "collections" else v) for k, v in nq.items()}
+                    body["limit"] = limit
+                    nxt.update(href=f"{root}/search", method="POST", body=body)
+                else:
+                    nxt.update(
+                        href=f"{root}/search?" + "&".join(f"{k}={v}" for k, v in nq.items()), method="GET"
+                    )
+                links.append(nxt)
+            self._json({"type": "FeatureCollection", "features": page, "links": links})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
