@@ -11,7 +11,14 @@ import pandas as pd
 import pystac
 
 from catalog.datacube import create_cube_collection, create_cube_day_item
-from catalog.intake import CubeEntry, TableEntry, build_intake_catalog, write_intake_catalog
+from catalog.intake import (
+    CubeEntry,
+    TableEntry,
+    build_intake_catalog,
+    cube_entry_from_stac,
+    table_entries_from_stac,
+    write_intake_catalog,
+)
 from catalog.items import create_granule_collection, create_granule_item
 from catalog.store import CatalogStore
 from catalog.tables import EMISSIONS_COLLECTION
@@ -108,8 +115,9 @@ def publish_cube(lake: Lake, spec: CubeSpec) -> int:
     return len(items)
 
 
-def publish_intake(lake: Lake) -> str:
-    """Regenerate ``<lake>/catalog.yaml`` from the STAC collections present. Returns its URL."""
+def publish_intake(lake: Lake, *, stac_api: str | None = None) -> str:
+    """Regenerate ``<lake>/catalog.yaml`` from the STAC collections present (every collection with a ``zarr``
+    asset is a cube; every emissions release a table). Returns its URL."""
     store = catalog_store(lake)
     cubes: list[CubeEntry] = []
     tables: list[TableEntry] = []
@@ -117,39 +125,20 @@ def publish_intake(lake: Lake) -> str:
         doc = store.read_collection_dict(cid) or {}
         if "zarr" in doc.get("assets", {}):
             key = posixpath.normpath(posixpath.join(STAC_ROOT, cid, doc["assets"]["zarr"]["href"]))
-            cubes.append(
-                CubeEntry(
-                    name=cid.replace("-", "_"),
-                    key=key,
-                    description=doc.get("description", ""),
-                    metadata={
-                        "stac_collection": cid,
-                        "title": doc.get("title", cid),
-                        "license": doc.get("license"),
-                    },
-                )
-            )
+            cubes.append(cube_entry_from_stac(cid, doc, key))
         elif cid == EMISSIONS_COLLECTION:
-            releases = sorted(store.read_item_dicts(cid), key=lambda d: d["properties"]["eolake:release"])
-            for i, item in enumerate(releases):
-                href = item["assets"]["data"]["href"]
-                key = posixpath.normpath(posixpath.join(STAC_ROOT, cid, "items", href))
-                release = item["properties"]["eolake:release"]
-                meta = {
-                    "release": release,
-                    "method_version": item["properties"].get("eolake:method_version"),
-                    "units": "MtCO2/day",
-                }
-                desc = f"Daily CO2 emissions by country and sector, release {release} (MtCO2/day)"
-                tables.append(
-                    TableEntry(name=f"emissions_{release}", key=key, description=desc, metadata=meta)
-                )
-                if i == len(releases) - 1:
-                    tables.append(
-                        TableEntry(name="emissions", key=key, description=f"Latest: {desc}", metadata=meta)
-                    )
+            items_dir = posixpath.join(STAC_ROOT, cid, "items")
+            releases = [
+                (item, posixpath.normpath(posixpath.join(items_dir, item["assets"]["data"]["href"])))
+                for item in store.read_item_dicts(cid)
+            ]
+            tables.extend(table_entries_from_stac(doc, releases))
     doc = build_intake_catalog(
-        cubes, tables, description="eolake: daily carbon-satellite cubes and emissions tables"
+        cubes,
+        tables,
+        description="eolake: daily carbon-satellite cubes and emissions tables",
+        stac_key=f"{STAC_ROOT}/catalog.json",
+        stac_api=stac_api,
     )
     write_intake_catalog(lake.fs, lake.path(INTAKE_KEY), doc)
     return lake.url_of(INTAKE_KEY)
