@@ -1,6 +1,8 @@
 """From a day's granule files to that day's L3 fields: read, mask fills and QA, keep the day's pixels, bin.
 
-Files are handed in already opened (any binary file-like); nothing here knows where they live.
+Files are handed in already opened (any binary file-like); nothing here knows where they live. Files are
+binned one at a time into a :class:`~transforms.gridding.GridAccumulator`, so memory holds one granule and
+the grid's sums, never the whole day.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from typing import BinaryIO
 import xarray as xr
 
 from transforms.grid import GridSpec
-from transforms.gridding import Weighting, bin_centres, mask_observations, select_day
+from transforms.gridding import (
+    GridAccumulator,
+    Method,
+    QualityRule,
+    Weighting,
+    mask_observations,
+    quality_rule,
+    select_day,
+)
 from transforms.products import ProductSpec
 from transforms.s5p import open_observations
 
@@ -34,29 +44,29 @@ def grid_granules(
     day: dt.date,
     grid: GridSpec,
     product: ProductSpec,
+    method: Method = "centre",
     weighting: Weighting = "inverse_variance",
     qa_threshold: float | None = None,
 ) -> tuple[xr.Dataset, DayStats]:
     """Grid the pixels of ``day`` (UTC) from all ``files`` onto ``grid``.
 
     Returns fields with dims (lat, lon) — ``mean``, ``uncertainty``, ``count``, ``weight`` — and their stats.
-    Pixels with fill values, ``qa <= qa_threshold`` (default: the product's rule) or outside the day are dropped.
+    Pixels with fill values, failing the product's quality rule (or ``qa <= qa_threshold`` when given) or
+    outside the day are dropped. ``method``: ``centre`` or ``footprint`` (area-weighted corner polygons).
     """
-    threshold = product.qa_threshold if qa_threshold is None else qa_threshold
-    parts = []
+    rule = QualityRule(qa_above=qa_threshold) if qa_threshold is not None else quality_rule(product)
+    acc = GridAccumulator(grid, method=method, weighting=weighting)
     read = 0
     for f in files:
         obs = open_observations(f, product=product)
         read += obs.sizes["pixel"]
-        obs = select_day(mask_observations(obs, qa_threshold=threshold), day)
-        parts.append(obs.load())
-    fields = bin_centres(parts, grid, weighting=weighting)
-    count = fields["count"].values
-    observed = int((count > 0).sum())
+        acc.add(select_day(mask_observations(obs, rule=rule), day))
+    fields = acc.fields()
+    observed = int((fields["count"].values > 0).sum())
     stats = DayStats(
         pixels_read=read,
-        pixels_used=int(count.sum()),
+        pixels_used=acc.pixels,
         observed_cells=observed,
-        coverage=observed / count.size,
+        coverage=observed / fields["count"].size,
     )
     return fields, stats
