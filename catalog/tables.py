@@ -46,8 +46,10 @@ def create_release_item(
     end: dt.date,
     method_version: str,
     derived_from: Sequence[str] = (),
+    diff: dict[str, Any] | None = None,
 ) -> pystac.Item:
-    """An emissions release: a Parquet dataset (directory) at ``href``; ``columns`` as table:columns entries."""
+    """An emissions release: a Parquet dataset (directory) at ``href``; ``columns`` as table:columns entries;
+    ``diff``: the summary of its changes against the previous release (``eolake:diff``), if any."""
     w, s, e, n = bbox
     geometry = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
     item = pystac.Item(
@@ -63,6 +65,7 @@ def create_release_item(
             "table:primary_geometry": None,
             "eolake:release": release,
             "eolake:method_version": method_version,
+            **({"eolake:previous_release": diff.get("previous"), "eolake:diff": dict(diff)} if diff else {}),
         },
         stac_extensions=[TABLE_SCHEMA],
     )

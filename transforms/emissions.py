@@ -24,7 +24,6 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-import dask.array as da
 import numpy as np
 import pandas as pd
 import shapely
@@ -32,8 +31,9 @@ import xarray as xr
 
 from transforms.errors import InputError
 from transforms.grid import GridSpec
-from transforms.regions import EU27, Country, mask_countries
+from transforms.regions import EU27, ROW_EXCLUDES, Country, mask_countries
 from transforms.truth import SECTORS
+from transforms.zonal import observed_sums
 
 METHOD_VERSION = "0.1.0"
 NO2_OBSERVABLE_SECTORS: tuple[str, ...] = ("Power", "Industry", "Ground Transport")
@@ -410,64 +410,6 @@ def _footprints(
     return self_h, cross
 
 
-def _block_sums(
-    mean: np.ndarray,
-    count: np.ndarray,
-    unc: np.ndarray,
-    mask: np.ndarray,
-    weight: np.ndarray,
-    self_h: np.ndarray,
-    *,
-    n: int,
-    background: float,
-) -> np.ndarray:
-    """Per day and country over observed cells of one block: Σw, Σw·ΔV, Σw·H, Σw²σ². Shape (t, 1, 1, 4n)."""
-    nt = mean.shape[0]
-    idx = mask.ravel().astype(np.int64)
-    land = idx >= 0
-    w, h = weight.ravel(), self_h.ravel()
-    out = np.zeros((nt, 1, 1, 4 * n))
-    for t in range(nt):
-        v = mean[t].ravel().astype(np.float64)
-        ok = land & np.isfinite(v) & (count[t].ravel() > 0)
-        sig = np.nan_to_num(unc[t].ravel().astype(np.float64))[ok]
-        i, wo = idx[ok], w[ok]
-        for q, wq in enumerate((wo, wo * (v[ok] - background), wo * h[ok], wo * wo * sig * sig)):
-            out[t, 0, 0, q * n : (q + 1) * n] = np.bincount(i, weights=wq, minlength=n)
-    return out
-
-
-def _daily_sums(
-    cube: xr.Dataset, mask: np.ndarray, weight: np.ndarray, self_h: np.ndarray, n: int, bg: float
-) -> np.ndarray:
-    """(time, 4, country) sums; a dask graph over the cube's chunks when its variables are dask arrays."""
-    mean, count, unc = (cube[v].data for v in ("mean", "count", "uncertainty"))
-    kwargs: dict[str, Any] = {"n": n, "background": bg}
-    if not any(isinstance(a, da.Array) for a in (mean, count, unc)):
-        sums = _block_sums(
-            np.asarray(mean), np.asarray(count), np.asarray(unc), mask, weight, self_h, **kwargs
-        )
-        return sums[:, 0, 0, :].reshape(-1, 4, n)
-    lazy = da.asarray(mean)  # type: ignore[no-untyped-call]
-    chunks = lazy.chunks
-    count_l = da.asarray(count).rechunk(chunks)  # type: ignore[no-untyped-call]
-    unc_l = da.asarray(unc).rechunk(chunks)  # type: ignore[no-untyped-call]
-    statics = [da.from_array(a, chunks=chunks[1:]) for a in (mask, weight, self_h)]  # type: ignore[no-untyped-call]
-    parts = da.blockwise(  # type: ignore[no-untyped-call]
-        _block_sums, "tyxk",
-        lazy, "tyx", count_l, "tyx", unc_l, "tyx",
-        statics[0], "yx", statics[1], "yx", statics[2], "yx",
-        new_axes={"k": 4 * n},
-        adjust_chunks={"y": 1, "x": 1},
-        dtype=np.float64,
-        meta=np.empty((0, 0, 0, 0)),
-        **kwargs,
-    )  # fmt: skip
-    total = parts.sum(axis=(1, 2))
-    result: np.ndarray = np.asarray(total.compute()).reshape(-1, 4, n)  # small: (time, 4, country)
-    return result
-
-
 def _day_to_day(y: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """Per column, the typical change between consecutive good days (10% of the mean if there are none)."""
     out = np.empty(y.shape[1])
@@ -507,9 +449,9 @@ def derive_emissions(
 
     ``cube``: dims (time, lat, lon) on ``grid`` with ``mean`` (tropospheric NO2, mol m-2, NaN unobserved),
     ``count`` (pixels) and ``uncertainty`` (1σ of the mean, mol m-2); numpy or dask. With dask the per-day
-    country sums are one graph over the cube's chunks (``np.bincount`` per block) and only the (time,
-    country) sums are computed. ``inventory``: iso3, sector, annual_mt (MtCO2/yr), e.g.
-    ``truth.load_base_inventory()``.
+    country sums are one graph over the cube's chunks (a compiled kernel per block,
+    :func:`transforms.zonal.observed_sums`) and only the (time, country) sums are computed.
+    ``inventory``: iso3, sector, annual_mt (MtCO2/yr), e.g. ``truth.load_base_inventory()``.
 
     Method, per country c and day d (w = the country's NOx-weighted proxy over the observable sectors, with
     the inventory's sector split; sums to 1 over its cells):
@@ -531,9 +473,10 @@ def derive_emissions(
     Uncertainty (1σ, MtCO2/day): retrieval noise Σ_obs w²σ² propagated through the solve, ⊕ 10% sector-share
     uncertainty for observable sectors; gap-filled days: the interpolated 1σ × 1.5 ⊕ the series' RMS
     day-to-day change; profile sectors ± 15-20%. Transport-model and
-    NOx-ratio errors are not included (an OSSE shares them). Aggregates: WORLD (sum over the countries in
-    the grid: the domain total for regional runs) and EU27 (its members present), ``is_aggregate=True``,
-    uncertainty added in quadrature; never counted twice.
+    NOx-ratio errors are not included (an OSSE shares them). Aggregates, ``is_aggregate=True``, uncertainty
+    added in quadrature, never counted twice: WORLD (sum over the countries in the grid: the domain total for
+    regional runs), EU27 (its members present) and ROW (WORLD minus the countries Carbon Monitor lists
+    separately, :data:`~transforms.regions.ROW_EXCLUDES`).
 
     Returns columns country (Carbon Monitor name), iso3, date (datetime64[ns]), sector, value, uncertainty,
     coverage (0-1; 0 for profile-only rows), gap_filled, is_aggregate, source, method_version, release.
@@ -567,7 +510,16 @@ def derive_emissions(
         weight[land] += nox_share[values[land], j] * p[j][land]
     self_h, cross = _footprints(grid, values, weight, reff, present, smoothing_km)
 
-    sums = _daily_sums(cube, values, weight, self_h, n, background)[:, :, present]
+    sums = observed_sums(
+        cube["mean"].data,
+        cube["count"].data,
+        cube["uncertainty"].data,
+        regions=values,
+        weight=weight,
+        footprint=self_h,
+        background=background,
+        n=n,
+    )[:, :, present]
     cross = cross[np.ix_(present, present)]
     sw, s1, sh, sv = (sums[:, q, :] for q in range(4))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -687,9 +639,15 @@ _MEMBER_COLUMNS = (
 
 
 def _aggregates(members: pd.DataFrame) -> list[pd.DataFrame]:
-    """WORLD (all member rows) and EU27 (its members present) per date and sector, from members only."""
+    """WORLD (all member rows), EU27 (its members present) and ROW (members not in ROW_EXCLUDES) per date
+    and sector, from members only."""
     out = []
-    for code, rows in (("WORLD", members), ("EU27", members[members["iso3"].isin(EU27)])):
+    groups = (
+        ("WORLD", members),
+        ("EU27", members[members["iso3"].isin(EU27)]),
+        ("ROW", members[~members["iso3"].isin(ROW_EXCLUDES)]),
+    )
+    for code, rows in groups:
         if rows.empty:
             continue
         rows = rows.assign(var=rows["uncertainty"] ** 2, wcov=rows["coverage"] * rows["value"])

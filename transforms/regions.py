@@ -28,6 +28,10 @@ EU27: tuple[str, ...] = (
     "ITA", "LVA", "LTU", "LUX", "MLT", "NLD", "POL", "PRT", "ROU", "SVK", "SVN", "ESP", "SWE",
 )  # fmt: skip
 
+#: Countries Carbon Monitor's global edition lists separately (China, India, United States, the EU27
+#: members, United Kingdom, Russia, Japan, Brazil): its ROW ("rest of the world") is WORLD minus these.
+ROW_EXCLUDES: tuple[str, ...] = ("CHN", "IND", "USA", *EU27, "GBR", "RUS", "JPN", "BRA")
+
 #: Carbon Monitor's aggregate regions (code → description). Never summed with member countries.
 AGGREGATES: dict[str, str] = {
     "EU27": "European Union, 27 members",

@@ -224,7 +224,7 @@ def test_output_table_layout_and_aggregates(baseline: dict[str, Any]) -> None:
     assert out["coverage"].between(0, 1).all()
     assert not out.duplicated(["iso3", "date", "sector"]).any()
     members = out[~out["is_aggregate"]]
-    assert set(out.loc[out["is_aggregate"], "iso3"]) == {"WORLD", "EU27"}
+    assert set(out.loc[out["is_aggregate"], "iso3"]) == {"WORLD", "EU27", "ROW"}
     assert set(members["source"]) <= {"no2_activity", "profile", "default_share_profile", "inventory_profile"}
     profile = members[~members["sector"].isin(OBS)]
     assert (profile["coverage"] == 0).all() and (profile["source"] != "no2_activity").all()
@@ -237,6 +237,10 @@ def test_output_table_layout_and_aggregates(baseline: dict[str, Any]) -> None:
     eu_sum = members[members["iso3"].isin(regions.EU27)].groupby(["date", "sector"])["value"].sum()
     np.testing.assert_allclose(eu.sort_index(), eu_sum.sort_index())
     assert (eu.sort_index() < world.sort_index()).all()  # the UK, Switzerland, ... are in WORLD only
+    row = out[out["iso3"] == "ROW"].set_index(["date", "sector"])["value"]
+    row_sum = members[~members["iso3"].isin(regions.ROW_EXCLUDES)].groupby(["date", "sector"])["value"].sum()
+    np.testing.assert_allclose(row.sort_index(), row_sum.sort_index())
+    assert {"CHE", "SRB"} <= set(members["iso3"]) - set(regions.ROW_EXCLUDES)  # ROW is not empty here
 
 
 def test_dask_cube_is_computed_once(baseline: dict[str, Any], setup: dict[str, Any]) -> None:
