@@ -196,7 +196,7 @@ def build_intake_catalog(
         user_parameters=params,
     )
     for c in cubes:
-        meta = {"description": c.description, **c.metadata}
+        meta = {"description": c.description, "kind": "cube", "path": c.key, **c.metadata}
         kwargs = {"engine": "zarr", "chunks": {}, "consolidated": True, **c.open_kwargs}
         reader = XArrayDatasetReader(Zarr(url=f"{{CATALOG_DIR}}/{c.key}"), metadata=meta, **kwargs).query(
             **CUBE_QUERY
@@ -204,7 +204,7 @@ def build_intake_catalog(
         reader.metadata.update(meta)
         cat.give_name(cat.add_entry(reader), c.name)
     for t in tables:
-        meta = {"description": t.description, **t.metadata}
+        meta = {"description": t.description, "kind": "table", "path": t.key, **t.metadata}
         table = PandasParquet(Parquet(url=f"{{CATALOG_DIR}}/{t.key}"), metadata=meta).query(TABLE_QUERY)
         table.metadata.update(meta)
         cat.give_name(cat.add_entry(table), t.name)
@@ -213,6 +213,8 @@ def build_intake_catalog(
         prefer="xarray:Dataset",
         metadata={
             "description": "The lake's static STAC catalog: collections, items and assets (needs pystac)",
+            "kind": "stac",
+            "path": stac_key,
             "imports": ["pystac"],
         },
     )
@@ -228,6 +230,8 @@ def build_intake_catalog(
         metadata={
             "description": "Cube days in [start, end] intersecting bbox, searched on the lake's STAC API "
             f"({stac_api or '$' + STAC_API_ENV}; needs pystac and requests)",
+            "kind": "stac_search",
+            "path": stac_key,
             "imports": ["pystac", "requests"],
         },
     )
