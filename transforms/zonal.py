@@ -3,7 +3,9 @@
 A region mask is an integer array, dims (lat, lon), holding each cell's region index (0..n-1) or -1 for none
 (ocean, outside every region): :func:`transforms.regions.country_mask` makes one. The kernels walk a block
 once, skip non-finite values (unobserved cells are NaN, never zero) and add into per-(day, region) sums, so
-a year of global 0.1° days costs one pass over the data and memory of one chunk per worker thread. They are
+a year of global 0.1° days costs one pass over the data and memory of one chunk per worker thread. The plain
+sum reads only land: the mask is precomputed once into runs of equal index along each row, so ocean cells
+are skipped a run at a time and each land run is a contiguous loop. They are
 compiled with numba (``nogil``, so dask's threads run them in parallel; ``cache``, so each process compiles
 once per machine).
 """
@@ -22,17 +24,35 @@ _jit = numba.njit(cache=True, nogil=True, fastmath=False)
 
 
 @_jit
-def _sum_kernel(values: Any, regions: Any, n: int) -> Any:  # pragma: no cover - compiled
+def _run_lengths(regions: Any) -> Any:  # pragma: no cover - compiled
+    """Per cell, how many cells from it (inclusive) along its row hold the same region index."""
+    ny, nx = regions.shape
+    out = np.empty((ny, nx), dtype=np.int32)
+    for y in range(ny):
+        out[y, nx - 1] = 1
+        for x in range(nx - 2, -1, -1):
+            out[y, x] = out[y, x + 1] + 1 if regions[y, x] == regions[y, x + 1] else 1
+    return out
+
+
+@_jit
+def _sum_kernel(values: Any, regions: Any, runs: Any, n: int) -> Any:  # pragma: no cover - compiled
     nt, ny, nx = values.shape
     out = np.zeros((nt, n))
-    for t in range(nt):
-        for y in range(ny):
-            for x in range(nx):
-                k = regions[y, x]
-                if k >= 0:
-                    v = values[t, y, x]
-                    if np.isfinite(v):
-                        out[t, k] += v
+    for y in range(ny):
+        x = 0
+        while x < nx:
+            k = regions[y, x]
+            stop = min(x + runs[y, x], nx)  # runs count from this cell; a block may cut them
+            if k >= 0:
+                for t in range(nt):
+                    s = 0.0
+                    for i in range(x, stop):
+                        v = values[t, y, i]
+                        if np.isfinite(v):
+                            s += v
+                    out[t, k] += s
+            x = stop
     return out
 
 
@@ -70,8 +90,8 @@ def _check(shape: tuple[int, ...], regions: np.ndarray) -> None:
         )
 
 
-def _block_sum(values: np.ndarray, regions: np.ndarray, *, n: int) -> np.ndarray:
-    out: np.ndarray = _sum_kernel(values, regions, n)
+def _block_sum(values: np.ndarray, regions: np.ndarray, runs: np.ndarray, *, n: int) -> np.ndarray:
+    out: np.ndarray = _sum_kernel(values, regions, runs, n)
     return out[:, None, None, :]
 
 
@@ -86,12 +106,13 @@ def zonal_sums(values: np.ndarray | da.Array, regions: np.ndarray, n: int) -> np
     regions = np.asarray(regions)
     _check(tuple(values.shape), regions)
     regions = regions.astype(np.int32, copy=False)
+    runs = _run_lengths(regions)  # once per call: the kernels then skip ocean and sum land runs
     if not isinstance(values, da.Array):
-        out: np.ndarray = _sum_kernel(np.asarray(values), regions, n)
+        out: np.ndarray = _sum_kernel(np.asarray(values), regions, runs, n)
         return out
-    static = da.from_array(regions, chunks=values.chunks[1:])  # type: ignore[no-untyped-call]
+    static = [da.from_array(a, chunks=values.chunks[1:]) for a in (regions, runs)]  # type: ignore[no-untyped-call]
     parts = da.blockwise(  # type: ignore[no-untyped-call]
-        _block_sum, "tyxk", values, "tyx", static, "yx",
+        _block_sum, "tyxk", values, "tyx", static[0], "yx", static[1], "yx",
         new_axes={"k": n}, adjust_chunks={"y": 1, "x": 1}, dtype=np.float64,
         meta=np.empty((0, 0, 0, 0)), n=n,
     )  # fmt: skip

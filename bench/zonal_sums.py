@@ -1,0 +1,150 @@
+"""Benchmark: a year of global daily 0.1° cube days → daily country zonal sums.
+
+The cube is 365 days × 1800 × 3600 float32 cells (9.5 GB if held at once), NaN where unobserved (~40% of
+cells, as after cloud and QA screening), chunked like eolake's cubes (one day × 1024 × 1024). Days are views
+into a pool of 8 distinct fields, so neither side pays for making data. Compared in the same process:
+
+- the numpy baseline: a precomputed integer country mask (ocean → an extra bin) and one ``np.bincount`` per
+  day (NaN → 0 first, which the sum needs); the faster of two variants (all cells, or land cells gathered);
+- eolake's ``transforms.zonal.zonal_sums`` on the dask array (compiled kernel per chunk, partial sums added),
+  on dask's threaded scheduler with 2 threads, and with 1 thread;
+- a naive ``xarray`` ``groupby(mask).sum()`` on a few days, extrapolated to the year (reference only).
+
+Reports seconds, the ratios against the baseline, the largest difference of the sums, and the process's
+peak memory (RSS). Run: ``uv run python bench/zonal_sums.py [--days 365] [--groupby-days 3]``.
+Goal (issue 6): eolake ≤ 1.5× the baseline's time on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from transforms.grid import GridSpec
+from transforms.regions import country_mask
+from transforms.zonal import observed_sums, zonal_sums
+
+GRID = GridSpec(0.1)
+POOL = 8
+CHUNK = 1024
+
+
+def make_pool(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    pool = rng.normal(3e-5, 1e-5, (POOL, *shape)).astype(np.float32)
+    pool[rng.random(pool.shape) < 0.4] = np.nan
+    return pool
+
+
+def lazy_year(pool: np.ndarray, days: int) -> da.Array:
+    """(days, lat, lon) dask array whose chunks are views into ``pool`` (day d is pool[d % POOL])."""
+    _, ny, nx = pool.shape
+
+    def block(block_info: dict | None = None) -> np.ndarray:
+        assert block_info is not None
+        (t0, t1), (y0, y1), (x0, x1) = block_info[None]["array-location"]
+        return np.stack([pool[d % POOL, y0:y1, x0:x1] for d in range(t0, t1)])
+
+    chunks = ((1,) * days, _split(ny), _split(nx))
+    return da.map_blocks(block, chunks=chunks, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
+
+
+def _split(n: int) -> tuple[int, ...]:
+    return tuple(min(CHUNK, n - i) for i in range(0, n, CHUNK))
+
+
+def baseline_all(pool: np.ndarray, mask: np.ndarray, n: int, days: int) -> np.ndarray:
+    idx = np.where(mask >= 0, mask, n).astype(np.intp).ravel()  # precomputed once
+    out = np.empty((days, n))
+    for d in range(days):
+        v = np.nan_to_num(pool[d % POOL].ravel(), nan=0.0)
+        out[d] = np.bincount(idx, weights=v, minlength=n + 1)[:n]
+    return out
+
+
+def baseline_land(pool: np.ndarray, mask: np.ndarray, n: int, days: int) -> np.ndarray:
+    land = np.flatnonzero(mask.ravel() >= 0)  # precomputed once
+    idx = mask.ravel()[land].astype(np.intp)
+    out = np.empty((days, n))
+    for d in range(days):
+        v = pool[d % POOL].ravel()[land]
+        out[d] = np.bincount(idx, weights=np.nan_to_num(v, nan=0.0), minlength=n)
+    return out
+
+
+def naive_groupby(pool: np.ndarray, mask: np.ndarray, days: int) -> None:
+    labels = xr.DataArray(np.where(mask >= 0, mask, -1), dims=("lat", "lon"), name="country")
+    for d in range(days):
+        field = xr.DataArray(pool[d % POOL], dims=("lat", "lon"))
+        field.where(labels >= 0).groupby(labels.where(labels >= 0)).sum()
+
+
+def timed(label: str, func, *args):  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    result = func(*args)
+    seconds = time.perf_counter() - t0
+    print(f"  {label:44s} {seconds:8.2f} s")
+    return result, seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--days", type=int, default=365)
+    ap.add_argument("--groupby-days", type=int, default=3)
+    args = ap.parse_args()
+    mask_da = country_mask(GRID)
+    mask, n = mask_da.values, len(mask_da.attrs["countries_iso3"])
+    pool = make_pool(GRID.shape)
+    print(f"{args.days} days × {GRID.shape[0]}×{GRID.shape[1]} cells (0.1° global), {n} countries")
+    with dask.config.set(scheduler="threads"):  # compile (or load the cached kernels) for the chunks' types
+        zonal_sums(lazy_year(pool, 2), mask, n).compute()
+        w = np.zeros(mask.shape)
+        observed_sums(*[lazy_year(pool, 2)] * 3, regions=mask, weight=w, footprint=w, background=0.0, n=n)
+
+    ref_all, t_all = timed("numpy baseline, all cells", baseline_all, pool, mask, n, args.days)
+    ref_land, t_land = timed("numpy baseline, land cells gathered", baseline_land, pool, mask, n, args.days)
+    baseline = min(t_all, t_land)
+    lazy = lazy_year(pool, args.days)
+    results = {}
+    for threads in (2, 1):
+        with dask.config.set(scheduler="threads", num_workers=threads):
+            got, sec = timed(
+                f"eolake zonal_sums, dask {threads} thread(s)", lambda: zonal_sums(lazy, mask, n).compute()
+            )
+        results[threads] = sec
+        err = float(np.max(np.abs(got - ref_land)) / np.max(np.abs(ref_land)))
+        assert err < 1e-9, f"sums differ from the baseline by {err:.2e} (relative)"
+    weight = np.where(mask >= 0, 1e-4, 0.0)
+    with dask.config.set(scheduler="threads", num_workers=2):
+        _, t_obs = timed(
+            "derivation kernel (observed_sums, 4 sums), 2 thr",
+            lambda: observed_sums(
+                lazy, lazy, lazy, regions=mask, weight=weight, footprint=weight, background=1.5e-5, n=n
+            ),
+        )
+    _, t_gb = timed(
+        f"naive xarray groupby, {args.groupby_days} day(s)", naive_groupby, pool, mask, args.groupby_days
+    )
+    t_gb_year = t_gb / args.groupby_days * args.days
+    assert float(np.max(np.abs(ref_all - ref_land))) < 1e-6
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print("ratios against the numpy baseline (time / baseline time; lower is better):")
+    print(f"  eolake, 2 threads : {results[2] / baseline:5.2f}×   (goal ≤ 1.5×)")
+    print(f"  eolake, 1 thread  : {results[1] / baseline:5.2f}×")
+    print(
+        f"  derivation kernel : {t_obs / baseline:5.2f}×   (four sums at once, for the emissions inversion)"
+    )
+    print(
+        f"  naive groupby     : {t_gb_year / baseline:5.1f}×   (extrapolated from {args.groupby_days} days)"
+    )
+    print(f"peak RSS {peak_gb:.2f} GB (the pool of {POOL} days is {pool.nbytes / 1e9:.2f} GB)")
+
+
+if __name__ == "__main__":
+    main()
