@@ -285,6 +285,7 @@ class StoreCatalog:
         if text := body.get("datetime"):
             lo, hi = parse_datetime_range(text)
             docs = [d for d in docs if _extent_hits_time(d, lo, hi)]
+        docs = _sort_collections(docs, body.get("sortby"))
         limit = int(body.get("limit") or DEFAULT_LIMIT)
         offset = int(body.get("offset") or 0)
         page = docs[offset : offset + limit]
@@ -445,6 +446,24 @@ class StoreCatalog:
                 for row, doc in zip(rows, index.items(rows), strict=True):
                     mask[row] = bool(expr.matches(doc))
         return mask
+
+
+def _sort_collections(docs: list[dict[str, Any]], raw: Any) -> list[dict[str, Any]]:
+    """pgstac's order: ``sortby`` (default datetime, i.e. the extent's start, descending), then id in the
+    first direction; nulls last ascending, first descending."""
+    keys = [(f, d) for f, d in _sortby(raw) if f != "collection"]
+
+    def value(doc: dict[str, Any], field: str) -> Any:
+        if field == "datetime":
+            start = doc["extent"]["temporal"]["interval"][0][0]
+            return None if start is None else _parse_instant(start)
+        return doc.get(field)
+
+    if not docs:
+        return docs
+    ranks = [_rank(np.array([value(d, f) for d in docs], dtype=object), desc) for f, desc in keys]
+    order = np.lexsort(list(reversed(ranks)))
+    return [docs[i] for i in order]
 
 
 def _sortby(raw: Any) -> list[tuple[str, bool]]:
