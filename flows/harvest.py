@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.retries import RETRIES, RETRY_DELAYS_S, retry_condition
+from flows.windows import resolve_window, writer_lock
 from infra.harvest import days_touched, failed_row, harvest_granule, plan_harvest, resolve_versions
 from infra.ledger import read_granules, upsert_granules
 from infra.publish import publish_granules
@@ -31,8 +32,17 @@ def fetch_task(g: UpstreamGranule, lake_url: str, source: str, attempts: int) ->
 
 
 @flow(name="harvest_granules", task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
-def harvest_granules(source: str, product: str, start: dt.date, end: dt.date, lake: str) -> dict[str, Any]:
-    """Fetch new granules of ``product`` for ``start``…``end``; quarantine bad ones; supersede old versions."""
+def harvest_granules(
+    source: str,
+    product: str,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    lake: str | None = None,
+    days_back: int = 2,
+) -> dict[str, Any]:
+    """Fetch new granules of ``product`` for ``start``…``end`` (default: the ``days_back`` days before the
+    scheduled time); quarantine bad ones; supersede old versions."""
+    start, end = resolve_window(start, end, days_back=days_back)
     the_lake = open_lake(lake)
     upstream = find_granules(source, product=product, start=start, end=end)
     ledger = read_granules(the_lake)
@@ -52,20 +62,21 @@ def harvest_granules(source: str, product: str, start: dt.date, end: dt.date, la
                 rows.append(
                     failed_row(g, source=source, error=exc, attempts=int(prior.get(g.granule_id) or 0) + 1)
                 )
-    ledger = upsert_granules(the_lake, rows)
-    changes = resolve_versions(ledger)
-    if not changes.empty:
-        ledger = upsert_granules(the_lake, changes.to_dict("records"))
-    new = pd.DataFrame(rows)
-    touched = (
-        ledger[ledger["granule_id"].isin(set(new["granule_id"]) | set(changes.get("granule_id", [])))]
-        if rows
-        else ledger.iloc[:0]
-    )
-    footprints = {
-        g.granule_id: {"geometry": g.item.get("geometry"), "bbox": g.item.get("bbox")} for g in upstream
-    }
-    publish_granules(the_lake, touched, footprints)
+    with writer_lock(product):  # state, then catalog: one writer per product at a time
+        ledger = upsert_granules(the_lake, rows)
+        changes = resolve_versions(ledger)
+        if not changes.empty:
+            ledger = upsert_granules(the_lake, changes.to_dict("records"))
+        new = pd.DataFrame(rows)
+        touched = (
+            ledger[ledger["granule_id"].isin(set(new["granule_id"]) | set(changes.get("granule_id", [])))]
+            if rows
+            else ledger.iloc[:0]
+        )
+        footprints = {
+            g.granule_id: {"geometry": g.item.get("geometry"), "bbox": g.item.get("bbox")} for g in upstream
+        }
+        publish_granules(the_lake, touched, footprints)
     quarantined = [(r["granule_id"], r["reason"]) for r in rows if r["status"] == "quarantined"]
     return {
         "source": source,

@@ -37,6 +37,15 @@ class Settings(BaseSettings):
     harvest_concurrency: int = 4
     """Concurrent transfers per source."""
 
+    state_dir: str | None = None
+    """Where ``eolake up`` keeps PIDs, logs, generated credentials and service data (default: the user's
+    data directory, e.g. ``~/.local/share/eolake``)."""
+
+    def resolved_state_dir(self) -> str:
+        import platformdirs
+
+        return self.state_dir or platformdirs.user_data_dir("eolake")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -1,0 +1,18 @@
+"""Catalog maintenance: keep every collection's extent and item links true to the items it holds."""
+
+from __future__ import annotations
+
+from infra.publish import catalog_store
+from infra.storage import Lake
+
+
+def refresh_collections(lake: Lake) -> list[str]:
+    """Re-write each collection from its own items (extents, links); returns the collection ids."""
+    store = catalog_store(lake)
+    done = []
+    for cid in store.collection_ids():
+        doc = store.read_collection_dict(cid)
+        if doc is not None:
+            store.upsert(doc, [])
+            done.append(cid)
+    return done
