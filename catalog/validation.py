@@ -43,6 +43,9 @@ def vendored_schemas() -> dict[str, dict[str, Any]]:
             schema_file = version_dir / "schema.json"
             if version_dir.is_dir() and schema_file.is_file():
                 schema = json.loads(schema_file.read_text(encoding="utf-8"))
+                if ext_dir.name == "projjson":  # referenced by datacube's reference_system
+                    out[f"https://proj.org/schemas/{version_dir.name}/projjson.schema.json"] = schema
+                    continue
                 out[f"{EXTENSION_SCHEMA_ROOT}/{ext_dir.name}/{version_dir.name}/schema.json"] = schema
     return out
 

@@ -88,8 +88,14 @@ def check_intersects(raw: Any) -> dict[str, Any]:
             raw = json.loads(raw)
         except json.JSONDecodeError:
             raise BadInput("invalid intersects: give a GeoJSON geometry object as JSON") from None
-    if not isinstance(raw, dict) or raw.get("type") not in _GEOMETRY_TYPES or "coordinates" not in raw:
-        raise BadInput(f"invalid intersects: a GeoJSON geometry with type one of {sorted(_GEOMETRY_TYPES)}")
+    if not isinstance(raw, dict) or not (
+        (raw.get("type") in _GEOMETRY_TYPES and "coordinates" in raw)
+        or (raw.get("type") == "GeometryCollection" and isinstance(raw.get("geometries"), list))
+    ):
+        raise BadInput(
+            f"invalid intersects: a GeoJSON geometry with type one of {sorted(_GEOMETRY_TYPES)} "
+            "or GeometryCollection"
+        )
     try:
         geom = shapely.geometry.shape(raw)
         coords = shapely.get_coordinates(geom)
@@ -193,6 +199,8 @@ def check_params(params: dict[str, Any], *, is_get: bool) -> dict[str, Any]:
     if "bbox" in out and out["bbox"] is not None:
         if "intersects" in out and out["intersects"] is not None:
             raise BadInput("give bbox or intersects, not both")
+        if not is_get and not isinstance(out["bbox"], list):
+            raise BadInput("invalid bbox: in a POST body give a JSON array [west, south, east, north]")
         b = check_bbox(out["bbox"])
         shape = bbox_to_intersects(b)
         if shape is not None:
