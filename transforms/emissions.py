@@ -166,13 +166,67 @@ def _sites(country: Country, kind: str, per_km2: float) -> tuple[np.ndarray, np.
     return lat, lon, weight / weight.sum()
 
 
+def _sector_shape(country: Country, sector: str, grid: GridSpec, cells: np.ndarray) -> np.ndarray:
+    """The sector's unnormalised shape on ``cells`` (flat indices into ``grid``, ascending) of ``country``:
+    plant weights on their cells, or Gaussian city blobs."""
+    _, sigma = _PROXY_RECIPES[sector]
+    shape = np.zeros(cells.size)
+    if sigma is None:
+        plat, plon, pw = _sites(country, "plants", _KM2_PER_PLANT)
+        idx = grid.cell_index(plat, plon)
+        pos = np.clip(np.searchsorted(cells, idx), 0, max(cells.size - 1, 0))
+        ok = cells[pos] == idx
+        np.add.at(shape, pos[ok], pw[ok])
+        return shape
+    lat = grid.lat()[cells // grid.shape[1]]
+    lon = grid.lon()[cells % grid.shape[1]]
+    slat, slon, sw = _sites(country, "cities", _KM2_PER_CITY)
+    for a, b, w in zip(slat, slon, sw, strict=True):
+        shape += w * np.exp(-0.5 * (_distance_km(lat, lon, a, b) / sigma) ** 2)
+    return shape
+
+
+_MAX_NORM_CELLS = 4_000_000
+
+
+@lru_cache(maxsize=512)
+def _whole_country_norms(iso3: str, sector: str, resolution: float) -> tuple[float, float]:
+    """(number of cells, sum of the sector's shape) over the WHOLE country on a grid of ``resolution``.
+
+    Computed on the country's own bbox grid (coarsened by powers of 2 to at most ~4 M cells, then scaled
+    back: both sums grow with the number of cells, except the plants' point weights)."""
+    from transforms.regions import country_mask, resolve_country
+
+    country = resolve_country(iso3)
+    west, south, east, north = country.geometry.bounds
+    res = resolution
+    while (east - west) * (north - south) / (res * res) > _MAX_NORM_CELLS:
+        res *= 2.0
+    own = GridSpec.snapped(res, (west, south, east, north))
+    cells = np.flatnonzero(country_mask(own, [country]).values.ravel() == 0)
+    scale = (res / resolution) ** 2
+    shape_total = float(_sector_shape(country, sector, own, cells).sum())
+    return cells.size * scale, shape_total * (1.0 if _PROXY_RECIPES[sector][1] is None else scale)
+
+
+def _inside(country: Country, grid: GridSpec) -> bool:
+    """Whether the country's whole territory lies inside ``grid`` (always, for a global grid)."""
+    gw, gs, ge, gn = grid.bounds
+    west, south, east, north = country.geometry.bounds
+    if south < gs or north > gn:
+        return False
+    return ge - gw >= 360.0 - 1e-9 or (west >= gw and east <= ge)
+
+
 def sector_proxies(
     grid: GridSpec, mask: xr.DataArray, *, sectors: Sequence[str] = NO2_OBSERVABLE_SECTORS
 ) -> xr.DataArray:
     """Where each sector emits within each country: dims (sector, lat, lon), float64, unitless.
 
     For every country in ``mask`` (from :func:`~transforms.regions.country_mask`) and sector the weights sum
-    to 1 over the country's cells (0 elsewhere). Deterministic and independent of the grid's resolution:
+    to 1 over the country's WHOLE territory (0 elsewhere): over its cells when it lies inside ``grid``, to
+    the share of the country inside the grid when the grid cuts it (so a regional domain sees, and a
+    simulation on it emits, only that share). Deterministic and independent of the grid's resolution:
     "cities" and "plants" are points drawn inside the country's boundary with a generator seeded by its ISO3
     code (one per ~25,000 km² and ~30,000 km², 1-12 of each, lognormal sizes). Power: 90% on the plants'
     cells, 10% uniform. Industry / Ground Transport / Residential: Gaussian blobs around the cities
@@ -182,43 +236,37 @@ def sector_proxies(
     if unknown:
         raise InputError(f"unknown sectors {unknown}; valid sectors are {', '.join(SECTORS)}")
     values, countries = _present(mask, grid)
-    lat2d = np.broadcast_to(grid.lat()[:, None], grid.shape)
-    lon2d = np.broadcast_to(grid.lon()[None, :], grid.shape)
     flat = values.ravel()
     order = np.argsort(flat, kind="stable")
     bounds = np.searchsorted(flat[order], np.arange(len(countries) + 1))
     out = np.zeros((len(sectors), *grid.shape))
     out_flat = out.reshape(len(sectors), -1)
     for k, country in enumerate(countries):
-        cells = order[bounds[k] : bounds[k + 1]]
+        cells = np.sort(order[bounds[k] : bounds[k + 1]])
         if cells.size == 0:
             continue
-        clat, clon = lat2d.ravel()[cells], lon2d.ravel()[cells]
-        uniform = np.full(cells.size, 1.0 / cells.size)
+        whole = _inside(country, grid)
         for j, sector in enumerate(sectors):
-            floor, sigma = _PROXY_RECIPES[sector]
-            if sigma is None:
-                plat, plon, pw = _sites(country, "plants", _KM2_PER_PLANT)
-                idx = grid.cell_index(plat, plon)
-                pos = np.searchsorted(cells, idx)  # cells are ascending within a country
-                pos = np.clip(pos, 0, cells.size - 1)
-                ok = cells[pos] == idx
-                shape = np.zeros(cells.size)
-                np.add.at(shape, pos[ok], pw[ok])
+            floor, _ = _PROXY_RECIPES[sector]
+            shape = _sector_shape(country, sector, grid, cells)
+            if whole:
+                n_cells, total = float(cells.size), float(shape.sum())
             else:
-                slat, slon, sw = _sites(country, "cities", _KM2_PER_CITY)
-                shape = np.zeros(cells.size)
-                for a, b, w in zip(slat, slon, sw, strict=True):
-                    shape += w * np.exp(-0.5 * (_distance_km(clat, clon, a, b) / sigma) ** 2)
-            total = shape.sum()
+                n_cells, total = _whole_country_norms(country.iso3, sector, grid.resolution)
+            uniform = np.full(cells.size, 1.0 / max(n_cells, cells.size))
             weights = uniform if total <= 0 else floor * uniform + (1.0 - floor) * shape / total
-            out_flat[j, cells] = weights / weights.sum()
+            if whole:
+                weights = weights / weights.sum()
+            out_flat[j, cells] = np.minimum(weights, 1.0)
     return xr.DataArray(
         out,
         dims=("sector", "lat", "lon"),
         coords={"sector": list(sectors), "lat": grid.lat(), "lon": grid.lon()},
         name="proxy",
-        attrs={"long_name": "sector spatial proxy, sums to 1 over each country's cells", "units": "1"},
+        attrs={
+            "long_name": "sector spatial proxy, sums to 1 over each country's whole territory",
+            "units": "1",
+        },
     )
 
 

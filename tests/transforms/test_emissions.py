@@ -100,9 +100,15 @@ def test_column_conversion_magnitude(setup: dict[str, Any]) -> None:
 def test_proxies_sum_to_one_per_country(setup: dict[str, Any]) -> None:
     proxies, mask = setup["proxies"], setup["mask"].values
     assert proxies.dims == ("sector", "lat", "lon") and list(proxies["sector"].values) == OBS
+    codes = setup["mask"].attrs["countries_iso3"]
     for k in np.unique(mask[mask >= 0]):
         sums = proxies.values[:, mask == k].sum(axis=1)
-        np.testing.assert_allclose(sums, 1.0, rtol=1e-9)
+        if codes[k] in ("DEU", "ITA", "POL", "BEL", "CHE", "AUT", "CZE"):  # wholly inside GRID
+            np.testing.assert_allclose(sums, 1.0, rtol=1e-9)
+        else:  # cut by GRID's edges: the share of the whole country inside
+            assert (sums <= 1.0 + 1e-9).all()
+    gbr = proxies.values[:, mask == codes.index("GBR")].sum(axis=1)
+    assert (gbr > 0.5).all() and (gbr < 0.99).all()  # Scotland is beyond 56°N
     assert (proxies.values[:, mask < 0] == 0).all()
     deu = mask == setup["mask"].attrs["countries_iso3"].index("DEU")
     power = np.sort(proxies.sel(sector="Power").values[deu])[::-1]
@@ -111,6 +117,23 @@ def test_proxies_sum_to_one_per_country(setup: dict[str, Any]) -> None:
     assert transport[:12].sum() < 0.3  # smoother
     again = em.sector_proxies(GRID, setup["mask"])
     np.testing.assert_array_equal(again.values, proxies.values)  # deterministic
+
+
+def test_a_cut_country_keeps_its_whole_country_weights() -> None:
+    """A grid that cuts Poland gives its cells the weights they have on a grid holding all of Poland, so a
+    regional domain sees (and a simulation on it emits) only the share of Poland inside it."""
+    whole = GridSpec(0.25, (10.0, 45.0, 30.0, 58.0))
+    cut = GridSpec(0.25, (10.0, 45.0, 19.0, 58.0))
+    out = {}
+    for grid in (whole, cut):
+        mask = regions.country_mask(grid)
+        pol = mask.values == mask.attrs["countries_iso3"].index("POL")
+        proxies = em.sector_proxies(grid, mask).values
+        lon = np.broadcast_to(grid.lon()[None, :], grid.shape)
+        out[grid] = {"sums": proxies[:, pol].sum(axis=1), "west": proxies[:, pol & (lon < 19.0)]}
+    np.testing.assert_allclose(out[whole]["sums"], 1.0, rtol=1e-9)
+    assert (out[cut]["sums"] < 0.8).all() and (out[cut]["sums"] > 0.1).all()
+    np.testing.assert_allclose(out[cut]["west"], out[whole]["west"], rtol=0.03)
 
 
 def test_gaussian_smooth_conserves_mass_and_wraps() -> None:

@@ -76,8 +76,12 @@ def test_low_coverage_countries_are_reported_but_not_checked(truth: pd.DataFrame
 def test_aggregates_and_unobservable_sectors_are_ignored(truth: pd.DataFrame) -> None:
     rec = _recovered(truth)
     rec.loc[rec["sector"] == "Residential", "value"] *= 3.0  # not observable: does not count
-    world = rec.groupby(["date", "sector"], as_index=False)["value"].sum().assign(
-        country="WORLD", iso3="WORLD", is_aggregate=True, uncertainty=0.0, coverage=0.0, gap_filled=False
+    world = (
+        rec.groupby(["date", "sector"], as_index=False)["value"]
+        .sum()
+        .assign(
+            country="WORLD", iso3="WORLD", is_aggregate=True, uncertainty=0.0, coverage=0.0, gap_filled=False
+        )
     )
     result = cmp.compare_tables(truth, pd.concat([rec, world], ignore_index=True))
     assert {s.iso3 for s in result.scores} == set(COUNTRIES)
@@ -111,7 +115,9 @@ def test_release_diff_counts_and_sizes(truth: pd.DataFrame) -> None:
     changed = current.index[(current["iso3"] == "FRA") & (current["sector"] == "Power")][:5]
     current.loc[changed, "value"] *= 1.1
     current = current.drop(current.index[(current["iso3"] == "NLD") & (current["sector"] == "Industry")][:2])
-    extra = current[current["date"] == current["date"].max()].assign(date=current["date"].max() + pd.Timedelta(days=1))
+    extra = current[current["date"] == current["date"].max()].assign(
+        date=current["date"].max() + pd.Timedelta(days=1)
+    )
     current = pd.concat([current, extra], ignore_index=True)
     rows, summary = cmp.diff_tables(previous, current)
     assert summary["changed"] == 5 and summary["removed"] == 2 and summary["added"] == len(extra)
