@@ -12,15 +12,15 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from infra.services import Service
+from infra.services import Service, _wait, free_port
 from tests.conftest import REPO, Cli
-from tests.fakes.upstream import serve_upstream
 
 DOMAIN = ["--start", "2020-03-02", "--bbox", "4,47,12,53", "--resolution", "0.25"]
 BASE_PACKAGES = ("intake", "xarray", "zarr", "dask", "pandas", "pyarrow", "s3fs")
@@ -184,9 +184,34 @@ print(json.dumps({"collections": collections, "cube_items": cube_items, "found":
 """
 
 
-def test_stac_entries_with_pystac(fresh_python: Path, lake: Path, tmp_path: Path) -> None:
-    """With pystac and requests added, ``stac`` browses the static catalog and ``stac_search`` searches a STAC
-    API (here a minimal item-search server over the lake's items on 127.0.0.1, until issue 5's API exists)."""
+@pytest.fixture(scope="module")
+def stac_api(lake: Path, cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The lake's STAC API (``eolake stac serve``, embedded backend) on 127.0.0.1, stopped by its PID."""
+    port, log = free_port(), tmp_path_factory.mktemp("stac-api") / "api.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "stac", "serve", "--lake", str(lake), "--host", "127.0.0.1",
+             "--port", str(port)],
+            env=cli_env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(url + "/_mgmt/ping", timeout=2) as r:
+            return bool(r.status == 200)
+
+    service = Service("stac-api", proc, url, log)
+    try:
+        _wait(healthy, what="STAC API", process=proc, log=log, timeout=60)
+        yield url
+    finally:
+        service.stop()
+    assert proc.poll() is not None
+
+
+def test_stac_entries_with_pystac(fresh_python: Path, lake: Path, stac_api: str, tmp_path: Path) -> None:
+    """With pystac and requests added, ``stac`` browses the static catalog and ``stac_search`` searches the
+    lake's STAC API (root from ``$EOLAKE_STAC_API``) with the catalog's start/end/bbox."""
     python = tmp_path / "venv"
     shutil.copytree(fresh_python.parent.parent, python, symlinks=True)
     uv = shutil.which("uv")
@@ -199,12 +224,25 @@ def test_stac_entries_with_pystac(fresh_python: Path, lake: Path, tmp_path: Path
     search = doc["entries"][doc["aliases"]["stac_search"]]["kwargs"]
     assert search["query"]["bbox"] == "{bbox}" and "{start}" in search["query"]["datetime"]
     cube_id = next(c for c in search["query"]["collections"] if c.startswith("s5p-no2-l3-daily"))
-    with serve_upstream(lake / "stac" / "catalog.json", collection=cube_id) as api:
-        code = STAC_ENTRIES.replace("CATALOG", repr(str(lake / "catalog.yaml")))
-        got = run_python(python / "bin" / "python", code, tmp_path, {"EOLAKE_STAC_API": api.rstrip("/")})
+    code = STAC_ENTRIES.replace("CATALOG", repr(str(lake / "catalog.yaml")))
+    got = run_python(python / "bin" / "python", code, tmp_path, {"EOLAKE_STAC_API": stac_api})
     assert {"eolake-emissions-daily", "s5p-l2-no2", cube_id} <= set(got["collections"])
     assert got["cube_items"] == [f"{cube_id}-2020-03-0{d}" for d in (2, 3, 4)]
     assert got["found"] == [f"{cube_id}-2020-03-03"]  # the search honours start/end
+
+
+def test_pystac_client_search_to_xarray(
+    cli_env: dict[str, str], lake: Path, stac_api: str, tmp_path: Path
+) -> None:
+    """``eolake open <cube> --stac-api``: pystac-client searches the API and opens an item's asset with its
+    xarray-assets open kwargs; the printed script runs as it is."""
+    cube = next(n for n in _entry_names(str(lake), {}) if n.startswith("s5p_no2"))
+    script = Cli(dict(cli_env), tmp_path)("open", cube, "--lake", str(lake), "--stac-api", stac_api).stdout
+    assert "client.search(" in script and "xarray:open_kwargs" in script
+    got = run_python(
+        sys.executable, script + "\nprint(json.dumps({'days': days, 'time': ds.sizes['time']}))", tmp_path
+    )
+    assert got["days"] == ["2020-03-02", "2020-03-03", "2020-03-04"] and got["time"] > 3
 
 
 def _entry_names(lake_url: str, env: dict[str, str]) -> list[str]:
