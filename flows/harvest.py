@@ -10,6 +10,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.artifacts import report_harvest, timed
 from flows.retries import RETRIES, RETRY_DELAYS_S, retry_condition
 from flows.windows import resolve_window, writer_lock
 from infra.harvest import days_touched, failed_row, harvest_granule, plan_harvest, resolve_versions
@@ -43,6 +44,13 @@ def harvest_granules(
     """Fetch new granules of ``product`` for ``start``…``end`` (default: the ``days_back`` days before the
     scheduled time); quarantine bad ones; supersede old versions."""
     start, end = resolve_window(start, end, days_back=days_back)
+    with timed() as clock:
+        summary = _harvest(source, product, start, end, lake)
+    report_harvest(summary, product=product, seconds=clock["seconds"])
+    return summary
+
+
+def _harvest(source: str, product: str, start: dt.date, end: dt.date, lake: str | None) -> dict[str, Any]:
     the_lake = open_lake(lake)
     upstream = find_granules(source, product=product, start=start, end=end)
     ledger = read_granules(the_lake)

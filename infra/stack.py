@@ -150,6 +150,14 @@ def up(state: Path, *, dask_workers: int = 2, extra_env: dict[str, str] | None =
     logs = state / "logs"
     logs.mkdir(exist_ok=True)
     services = {k: v for k, v in read_state(state).items() if healthy(v)}
+    extra = {"lake": f"s3://{BUCKET}/lake", "pool": POOL}
+
+    def started(
+        svc: Running,
+    ) -> None:  # recorded at once, so `eolake down` can stop it even if `up` fails later
+        services[svc.name] = svc
+        _write_state(state, services, extra)
+
     creds = _credentials(state)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_URL", "EOLAKE_", "AWS_"))}
     base.update(extra_env or {})
@@ -178,7 +186,7 @@ def up(state: Path, *, dask_workers: int = 2, extra_env: dict[str, str] | None =
         proc, log = _spawn("s3", cmd, env=base, logs=logs)
         url = f"http://127.0.0.1:{port}"
         _wait_for(lambda: _tcp_ok(url), "S3 server", 30, proc, log)
-        services["s3"] = Running("s3", proc.pid, url, str(log))
+        started(Running("s3", proc.pid, url, str(log)))
     s3_url = services["s3"].url
     lake = f"s3://{BUCKET}/lake"
     client_env = {
@@ -206,7 +214,7 @@ def up(state: Path, *, dask_workers: int = 2, extra_env: dict[str, str] | None =
         )
         api = f"http://127.0.0.1:{port}/api"
         _wait_for(lambda: _http_ok(f"{api}/health"), "Prefect server", 120, proc, log)
-        services["prefect"] = Running("prefect", proc.pid, api, str(log), health=f"http:{api}/health")
+        started(Running("prefect", proc.pid, api, str(log), health=f"http:{api}/health"))
     api = services["prefect"].url
     client_env["PREFECT_API_URL"] = api
 
@@ -229,7 +237,7 @@ def up(state: Path, *, dask_workers: int = 2, extra_env: dict[str, str] | None =
         )
         addr = f"tcp://127.0.0.1:{port}"
         _wait_for(lambda: _tcp_ok(addr), "dask scheduler", 60, proc, log)
-        services["dask-scheduler"] = Running("dask-scheduler", proc.pid, addr, str(log))
+        started(Running("dask-scheduler", proc.pid, addr, str(log)))
     dask_addr = services["dask-scheduler"].url
     client_env["EOLAKE_DASK_ADDRESS"] = dask_addr
     for i in range(dask_workers):
@@ -253,7 +261,7 @@ def up(state: Path, *, dask_workers: int = 2, extra_env: dict[str, str] | None =
                 env={**base, **client_env},
                 logs=logs,
             )
-            services[name] = Running(name, proc.pid, dask_addr, str(log), health="pid")
+            started(Running(name, proc.pid, dask_addr, str(log), health="pid"))
 
     env_file = state / "stack.env"
     env_file.touch(mode=0o600)
@@ -287,7 +295,7 @@ def up(state: Path, *, dask_workers: int = 2, extra_env: dict[str, str] | None =
             logs=logs,
             cwd=REPO,
         )
-        services["worker"] = Running("worker", proc.pid, api, str(log), stop_signal="SIGINT", health="pid")
+        started(Running("worker", proc.pid, api, str(log), stop_signal="SIGINT", health="pid"))
 
     if "stac-api" not in services and _has_stac_command():
         port = free_port()
@@ -312,7 +320,7 @@ def up(state: Path, *, dask_workers: int = 2, extra_env: dict[str, str] | None =
             cwd=REPO,
         )
         _wait_for(lambda: _http_ok(f"{url}/"), "STAC API", 90, proc, log)
-        services["stac-api"] = Running("stac-api", proc.pid, url, str(log), health=f"http:{url}/")
+        started(Running("stac-api", proc.pid, url, str(log), health=f"http:{url}/"))
 
     _write_state(state, services, {"lake": lake, "pool": POOL})
     return services

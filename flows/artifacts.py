@@ -1,0 +1,87 @@
+"""Run reports as Prefect artifacts: what a run did, in the Prefect UI/API beside the run.
+
+Keys are stable per flow (``eolake-harvest-no2`` …) so the latest report of each kind is easy to find.
+Reports name granules, days, rows and STAC items; they never contain credentials.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def timed() -> Iterator[dict[str, float]]:
+    """Measures the wall time of a block: ``with timed() as t: ...; t["seconds"]``."""
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    try:
+        yield out
+    finally:
+        out["seconds"] = time.perf_counter() - t0
+
+
+def _key(*parts: str) -> str:
+    return "-".join(["eolake", *parts]).lower().replace("_", "-")
+
+
+def report_harvest(summary: Mapping[str, Any], *, product: str, seconds: float) -> None:
+    """Markdown summary of a harvest run: counts, every quarantined granule with its reason, superseded ones."""
+    from prefect.artifacts import create_markdown_artifact
+
+    lines = [
+        f"# Harvest of {product.upper()} from `{summary['source']}`",
+        "",
+        "| granules upstream | fetched | already in the lake | quarantined | superseded | time |",
+        "|---|---|---|---|---|---|",
+        f"| {summary['found']} | {summary['fetched']} | {summary['skipped']} | {len(summary['quarantined'])} "
+        f"| {len(summary['superseded'])} | {seconds:.1f} s |",
+    ]
+    if summary["quarantined"]:
+        lines += ["", "## Quarantined", "", "| granule | reason |", "|---|---|"]
+        lines += [f"| `{gid}` | {reason} |" for gid, reason in summary["quarantined"]]
+    if summary["superseded"]:
+        lines += ["", "## Superseded", ""] + [f"- `{gid}`" for gid in summary["superseded"]]
+    if summary.get("days_to_regrid"):
+        lines += ["", f"Days to re-grid: {', '.join(summary['days_to_regrid'])}"]
+    create_markdown_artifact("\n".join(lines), key=_key("harvest", product), description="harvest report")
+
+
+def report_grid(
+    summary: Mapping[str, Any], *, product: str, seconds: float, item_links: Sequence[str] = ()
+) -> None:
+    """Markdown summary of a gridding run (days, granules, coverage) and links to the day items."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact
+
+    lines = [
+        f"# Daily {product.upper()} cube `{summary['grid']}`",
+        "",
+        f"Store: `{summary['cube']}` — {len(summary['days'])} day(s) gridded, {summary.get('unchanged', 0)} "
+        f"unchanged, {seconds:.1f} s.",
+        "",
+        "| day | granules | coverage |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {d['day']} | {d['granules']} | {d['coverage']:.1%} |" for d in summary["days"]]
+    create_markdown_artifact("\n".join(lines), key=_key("grid", product), description="gridding report")
+    for link in item_links:
+        create_link_artifact(link, link_text=link.rsplit("/", 1)[-1], key=_key("grid", product, "items"))
+
+
+def report_release(
+    table_rows: Sequence[Mapping[str, Any]], *, release: str, created: bool, seconds: float
+) -> None:
+    """The release as a table artifact (country totals per day) and a markdown note."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    create_table_artifact(
+        [dict(r) for r in table_rows], key=_key("emissions", "release"), description=f"emissions release {release}"
+    )
+    note = "new release" if created else "inputs unchanged: existing release kept"
+    create_markdown_artifact(
+        f"# Emissions release `{release}`\n\n{note}; {len(table_rows)} country-day totals; {seconds:.1f} s.",
+        key=_key("emissions"),
+        description="emissions report",
+    )
