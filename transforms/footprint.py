@@ -1,17 +1,18 @@
 """Compiled binning kernels: pixel centres and pixel footprints (corner polygons) onto a regular lat/lon grid.
 
-Both kernels add into the same four accumulators, flat over the grid's cells (``i_lat * n_lon + i_lon``):
-``sw`` = Σ f·w, ``swv`` = Σ f·w·v, ``sw2s2`` = Σ (f·w)²·σ² (float64) and ``count`` (int64), where w is the
-pixel's weight (1 or 1/σ²) and f the share of the pixel in the cell (1 for centre binning; for footprints the
-area of the pixel polygon inside the cell divided by the polygon's area, so Σ f over the grid is 1 for a
-pixel inside it and the weighted sum is conserved).
+Both kernels add into one float64 array ``sums`` of shape (cell, 4), cells flat over the grid
+(``i_lat * n_lon + i_lon``), columns Σ f·w, Σ f·w·v, Σ (f·w)²·σ² and the pixel count (interleaved so that a
+pixel touches one cache line per cell, not four). w is the pixel's weight (1 or 1/σ²) and f its share in the
+cell: 1 for centre binning; for footprints the area of the pixel polygon inside the cell divided by the
+polygon's area, so Σ f over the grid is 1 for a pixel inside it and the weighted sum is conserved.
 
-Footprints are clipped in the equal-area plane (longitude, sin latitude), in which every grid cell is a
-rectangle and areas are proportional to areas on the sphere. Longitudes are unwrapped corner to corner, so a
-pixel straddling ±180° stays one small polygon; its parts beyond the grid's east edge wrap to the west edge
-(columns modulo 360°). A pixel whose corners wind around a pole is closed along that pole. Kernels are
-compiled with numba without ``fastmath``, so NaN tests stay in: pixels with a non-finite value, uncertainty,
-centre or corner are skipped.
+Footprints are cut in the equal-area plane (longitude, sin latitude), in which every grid cell is a
+rectangle and areas are proportional to areas on the sphere. The area of a pixel in a cell comes from the
+closed-form area of the polygon below-left of each cell corner (Green's theorem; no polygon clipping).
+Longitudes are unwrapped corner to corner, so a pixel straddling ±180° stays one small polygon; its parts
+beyond the grid's east edge wrap to the west edge (columns modulo 360°). A pixel whose corners wind around a
+pole is closed along that pole. Kernels are compiled with numba without ``fastmath``, so NaN tests stay in:
+pixels with a non-finite value, uncertainty, centre or corner are skipped.
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ from typing import Any, TypeVar, cast
 import numba
 import numpy as np
 
-_MAXV = 64  # polygon vertex buffer: 7 vertices at most before clipping, +1 per split
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _jit(fn: _F) -> _F:
     """numba nopython compile, cached on disk, GIL released; no fastmath (it would drop the NaN tests)."""
-    return cast(_F, numba.njit(cache=True, nogil=True, fastmath=False)(fn))
+    return cast(_F, numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")(fn))
 
 
 @_jit
@@ -45,10 +45,7 @@ def centre_kernel(
     n_lat: int,
     n_lon: int,
     north_pole_row: bool,
-    sw: Any,
-    swv: Any,
-    sw2s2: Any,
-    count: Any,
+    sums: Any,
 ) -> int:
     """Add each pixel to the cell containing its centre; cells are half-open [edge, edge + res), except that
     a centre exactly on the north pole belongs to the top row of a grid reaching 90°N. Returns pixels binned."""
@@ -66,8 +63,8 @@ def centre_kernel(
             fi = n_lat - 1
         if fi < 0 or fi >= n_lat:
             continue
-        x = (lo - west) % 360.0
-        fj = math.floor(x / res)
+        x = (lo - west) % 360.0 + west  # the same arithmetic as GridSpec.cell_index
+        fj = math.floor((x - west) / res)
         if fj >= n_lon:
             continue
         if inverse_variance:
@@ -77,54 +74,101 @@ def centre_kernel(
         else:
             w = np.float64(1.0)
         c = int(fi) * n_lon + int(fj)
-        sw[c] += w
-        swv[c] += w * v
-        sw2s2[c] += w * w * s * s
-        count[c] += 1
+        sums[c, 0] += w
+        sums[c, 1] += w * v
+        sums[c, 2] += w * w * s * s
+        sums[c, 3] += 1.0
         used += 1
     return used
 
 
 @_jit
-def _area(xs: Any, ys: Any, n: int) -> float:
-    a = 0.0
+def _lower_left_area(xs: Any, ys: Any, n: int, a: float, b: float, c: float) -> float:
+    """Signed area of polygon ∩ {x ≤ a, y ≤ b} (counter-clockwise positive) by Green's theorem:
+    −∮ 1[x ≤ a]·(min(y, b) − c) dx, edge by edge in closed form; ``c`` (any constant) limits rounding."""
+    total = 0.0
     for k in range(n):
         k2 = k + 1 if k + 1 < n else 0
-        a += xs[k] * ys[k2] - xs[k2] * ys[k]
-    return abs(a) * 0.5
+        x1 = xs[k]
+        x2 = xs[k2]
+        if x1 == x2:
+            continue
+        if x1 < x2:
+            lo, hi, ylo, yhi, sgn = x1, x2, ys[k], ys[k2], 1.0
+        else:
+            lo, hi, ylo, yhi, sgn = x2, x1, ys[k2], ys[k], -1.0
+        if lo >= a:
+            continue
+        if hi > a:
+            yhi = ylo + (a - lo) * (yhi - ylo) / (hi - lo)
+            hi = a
+        if ylo <= b and yhi <= b:
+            mean = 0.5 * (ylo + yhi)
+        elif ylo >= b and yhi >= b:
+            mean = b
+        else:
+            t = (b - ylo) / (yhi - ylo)
+            below = t * 0.5 * (ylo + b) + (1.0 - t) * b  # rising through b
+            above = t * b + (1.0 - t) * 0.5 * (b + yhi)  # falling through b
+            mean = below if ylo < b else above
+        total += sgn * (hi - lo) * (mean - c)
+    return -total
 
 
 @_jit
-def _split(
-    xs: Any, ys: Any, n: int, axis_x: bool, c: float, lx: Any, ly: Any, rx: Any, ry: Any
-) -> tuple[int, int]:
-    """Split a polygon by the line x = c (axis_x) or y = c into the part ≤ c (l) and the part ≥ c (r)."""
-    nl = 0
-    nr = 0
+def _quadrant_areas(
+    xs: Any, ys: Any, n: int, a: float, b: float, c: float
+) -> tuple[float, float, float, float]:
+    """Signed areas of the polygon, and of its parts x ≤ a, y ≤ b and both, in one pass (see
+    :func:`_lower_left_area`)."""
+    total = 0.0
+    left = 0.0
+    below = 0.0
+    both = 0.0
     for k in range(n):
         k2 = k + 1 if k + 1 < n else 0
-        ax, ay, bx, by = xs[k], ys[k], xs[k2], ys[k2]
-        a = ax if axis_x else ay
-        b = bx if axis_x else by
-        if a <= c:
-            lx[nl] = ax
-            ly[nl] = ay
-            nl += 1
-        if a >= c:
-            rx[nr] = ax
-            ry[nr] = ay
-            nr += 1
-        if (a < c < b) or (b < c < a):
-            t = (c - a) / (b - a)
-            ix = c if axis_x else ax + t * (bx - ax)
-            iy = ay + t * (by - ay) if axis_x else c
-            lx[nl] = ix
-            ly[nl] = iy
-            nl += 1
-            rx[nr] = ix
-            ry[nr] = iy
-            nr += 1
-    return nl, nr
+        x1 = xs[k]
+        x2 = xs[k2]
+        if x1 == x2:
+            continue
+        if x1 < x2:
+            lo, hi, ylo, yhi, sgn = x1, x2, ys[k], ys[k2], 1.0
+        else:
+            lo, hi, ylo, yhi, sgn = x2, x1, ys[k2], ys[k], -1.0
+        dydx = (yhi - ylo) / (hi - lo)
+        # whole edge
+        total += sgn * (hi - lo) * (0.5 * (ylo + yhi) - c)
+        below += sgn * (hi - lo) * (_clamped_mean(ylo, yhi, b) - c)
+        if lo < a:
+            h = hi
+            yh = yhi
+            if hi > a:
+                h = a
+                yh = ylo + (a - lo) * dydx
+            left += sgn * (h - lo) * (0.5 * (ylo + yh) - c)
+            both += sgn * (h - lo) * (_clamped_mean(ylo, yh, b) - c)
+    return -total, -left, -below, -both
+
+
+@_jit
+def _clamped_mean(ylo: float, yhi: float, b: float) -> float:
+    """Mean of min(y, b) over a segment where y runs linearly from ylo to yhi."""
+    if ylo <= b and yhi <= b:
+        return 0.5 * (ylo + yhi)
+    if ylo >= b and yhi >= b:
+        return b
+    t = (b - ylo) / (yhi - ylo)
+    below = t * 0.5 * (ylo + b) + (1.0 - t) * b  # rising through b
+    above = t * b + (1.0 - t) * 0.5 * (b + yhi)  # falling through b
+    return below if ylo < b else above
+
+
+@_jit
+def _wrap(d: float) -> float:
+    """A longitude difference brought into [-180, 180)."""
+    if -180.0 <= d < 180.0:
+        return d
+    return d - 360.0 * math.floor((d + 180.0) / 360.0)
 
 
 @_jit
@@ -139,45 +183,32 @@ def footprint_kernel(
     res: float,
     n_lat: int,
     n_lon: int,
-    sw: Any,
-    swv: Any,
-    sw2s2: Any,
-    count: Any,
+    sums: Any,
 ) -> int:
     """Spread each pixel over the cells its corner polygon covers, by area. lat_b/lon_b: (pixel, corner)
-    degrees in S5P corner order. Returns the number of pixels that reached at least one cell."""
+    degrees in S5P corner order (4 corners). Returns the number of pixels that reached at least one cell."""
     n = lat_b.shape[0]
-    n_corner = lat_b.shape[1]
     n360 = round(360.0 / res)
+    inv_res = 1.0 / res
     deg = math.pi / 180.0
+    top = south + n_lat * res
     # sin(latitude) of the grid's row edges: rows are bands between consecutive values
     y_edge = np.empty(n_lat + 1)
     for i in range(n_lat + 1):
         y_edge[i] = math.sin((south + i * res) * deg)
-    px = np.empty(_MAXV)
-    py = np.empty(_MAXV)
-    lon_u = np.empty(8)
-    bx = np.empty(_MAXV)
-    by = np.empty(_MAXV)
-    rx = np.empty(_MAXV)
-    ry = np.empty(_MAXV)
-    cx = np.empty(_MAXV)
-    cy = np.empty(_MAXV)
-    lx = np.empty(_MAXV)
-    ly = np.empty(_MAXV)
-    qx = np.empty(_MAXV)
-    qy = np.empty(_MAXV)
+    px = np.empty(8)
+    py = np.empty(8)
+    prev = np.empty(n_lat + 2)
+    cur = np.empty(n_lat + 2)
+    cut_y = np.empty(n_lat + 2)
     used = 0
     for p in range(n):
         v = np.float64(value[p])
         s = np.float64(sigma[p])
-        if not (math.isfinite(v) and math.isfinite(s)):
-            continue
-        ok = True
-        for k in range(n_corner):
-            if not (math.isfinite(lat_b[p, k]) and math.isfinite(lon_b[p, k])):
-                ok = False
-        if not ok:
+        la0, la1, la2, la3 = np.float64(lat_b[p, 0]), lat_b[p, 1], lat_b[p, 2], lat_b[p, 3]
+        lo0, lo1, lo2, lo3 = np.float64(lon_b[p, 0]), lon_b[p, 1], lon_b[p, 2], lon_b[p, 3]
+        # one test for all: a NaN or inf anywhere makes the sum non-finite
+        if not math.isfinite(v + s + la0 + la1 + la2 + la3 + lo0 + lo1 + lo2 + lo3):
             continue
         if inverse_variance:
             if not s > 0.0:
@@ -186,48 +217,28 @@ def footprint_kernel(
         else:
             w = np.float64(1.0)
         # unwrap longitudes corner to corner (each step in [-180, 180))
-        lon_u[0] = np.float64(lon_b[p, 0])
-        for k in range(1, n_corner):
-            d = (np.float64(lon_b[p, k]) - lon_u[k - 1] + 180.0) % 360.0 - 180.0
-            lon_u[k] = lon_u[k - 1] + d
-        d = (np.float64(lon_b[p, 0]) - lon_u[n_corner - 1] + 180.0) % 360.0 - 180.0
-        winding = lon_u[n_corner - 1] + d - lon_u[0]  # 0, or ±360 around a pole
-        lat_sum = 0.0
-        for k in range(n_corner):
-            lat_sum += lat_b[p, k]
-        nv = 0
-        for k in range(n_corner):
-            px[nv] = lon_u[k]
-            py[nv] = np.float64(lat_b[p, k])
-            nv += 1
-        if abs(winding) > 180.0:
-            pole = 90.0 if lat_sum > 0 else -90.0
-            px[nv] = lon_u[0] + winding
-            py[nv] = np.float64(lat_b[p, 0])
-            px[nv + 1] = lon_u[0] + winding
-            py[nv + 1] = pole
-            px[nv + 2] = lon_u[0]
-            py[nv + 2] = pole
-            nv += 3
-        # shift so the westernmost vertex lies in [west, west + 360); to column space
-        xmin = px[0]
-        xmax = px[0]
-        lat_min = py[0]
-        lat_max = py[0]
-        for k in range(1, nv):
-            xmin = min(xmin, px[k])
-            xmax = max(xmax, px[k])
-            lat_min = min(lat_min, py[k])
-            lat_max = max(lat_max, py[k])
+        u1 = lo0 + _wrap(lo1 - lo0)
+        u2 = u1 + _wrap(lo2 - u1)
+        u3 = u2 + _wrap(lo3 - u2)
+        winding = u3 + _wrap(lo0 - u3) - lo0  # 0, or ±360 around a pole
+        xmin = min(min(lo0, u1), min(u2, u3))
+        xmax = max(max(lo0, u1), max(u2, u3))
+        lat_min = min(min(la0, la1), min(la2, la3))
+        lat_max = max(max(la0, la1), max(la2, la3))
+        polar = abs(winding) > 180.0
+        if polar:  # closed along the pole: the polygon spans 360° of longitude
+            pole = 90.0 if la0 + la1 + la2 + la3 > 0 else -90.0
+            xmin = min(xmin, lo0 + winding)
+            xmax = max(xmax, lo0 + winding)
+            lat_min = min(lat_min, pole)
+            lat_max = max(lat_max, pole)
+        # shift so the westernmost vertex lies in [west, west + 360); to column units
         shift = west + math.floor((xmin - west) / 360.0) * 360.0
-        for k in range(nv):
-            px[k] = (px[k] - shift) / res
-            py[k] = math.sin(py[k] * deg)
-        xmin = (xmin - shift) / res
-        xmax = (xmax - shift) / res
-        i0 = math.floor((lat_min - south) / res)
-        i1 = math.floor((lat_max - south) / res)
-        if lat_max >= 90.0 and south + n_lat * res >= 90.0:
+        xmin = (xmin - shift) * inv_res
+        xmax = (xmax - shift) * inv_res
+        i0 = math.floor((lat_min - south) * inv_res)
+        i1 = math.floor((lat_max - south) * inv_res)
+        if lat_max >= 90.0 and top >= 90.0:
             i1 = min(i1, n_lat - 1)
         j0 = math.floor(xmin)
         j1 = math.floor(xmax)
@@ -237,79 +248,119 @@ def footprint_kernel(
             i1 -= 1
         if i1 < 0 or i0 >= n_lat:
             continue
-        area = _area(px, py, nv)
-        if (i0 == i1 and j0 == j1) or not area > 0.0:
-            # one cell (or a degenerate polygon): the whole pixel goes to the cell of its first corner
+        if i0 == i1 and j0 == j1:
+            # one cell: the whole pixel goes there
             jj = j0 % n360
-            if i0 < 0 or i0 >= n_lat or jj >= n_lon:
+            if i0 < 0 or jj >= n_lon:
                 continue
             c = i0 * n_lon + jj
-            sw[c] += w
-            swv[c] += w * v
-            sw2s2[c] += w * w * s * s
-            count[c] += 1
+            sums[c, 0] += w
+            sums[c, 1] += w * v
+            sums[c, 2] += w * w * s * s
+            sums[c, 3] += 1.0
             used += 1
             continue
-        reached = False
-        nb = nv
+        px[0], px[1], px[2], px[3] = lo0, u1, u2, u3
+        py[0], py[1], py[2], py[3] = la0, la1, la2, la3
+        nv = 4
+        if polar:
+            px[4], py[4] = lo0 + winding, la0
+            px[5], py[5] = lo0 + winding, pole
+            px[6], py[6] = lo0, pole
+            nv = 7
+        ymin = 2.0
+        if polar or lat_max - lat_min > 5.0:
+            for k in range(nv):
+                py[k] = math.sin(py[k] * deg)
+        else:  # small pixel: one sin/cos, then sin(a + δ) by series (error < 1e-14)
+            s0 = math.sin(la0 * deg)
+            c0 = math.cos(la0 * deg)
+            for k in range(nv):
+                d = (py[k] - la0) * deg
+                d2 = d * d
+                sd = d * (1.0 - d2 / 6.0 * (1.0 - d2 / 20.0 * (1.0 - d2 / 42.0 * (1.0 - d2 / 72.0))))
+                cd = 1.0 - d2 / 2.0 * (1.0 - d2 / 12.0 * (1.0 - d2 / 30.0 * (1.0 - d2 / 56.0)))
+                py[k] = s0 * cd + c0 * sd
         for k in range(nv):
-            bx[k] = px[k]
-            by[k] = py[k]
-        if i0 < 0:  # drop the part south of the grid
-            nl, nr = _split(bx, by, nb, False, y_edge[0], cx, cy, rx, ry)
-            nb = nr
-            for k in range(nr):
-                bx[k] = rx[k]
-                by[k] = ry[k]
+            px[k] = (px[k] - shift) * inv_res
+            ymin = min(ymin, py[k])
+        if not polar and i1 - i0 <= 1 and j1 - j0 <= 1 and i0 >= 0 and i1 < n_lat:
+            # the common case at fine resolution, ≤ 2 × 2 cells: four corner areas in one pass
+            xc = float(j0 + 1)
+            yc = y_edge[i0 + 1] if i1 > i0 else np.inf
+            area, left, below, both = _quadrant_areas(px, py, nv, xc, yc, ymin)
+            if abs(area) > 0.0:
+                reached = False
+                for q in range(4):
+                    if q == 0:
+                        a, ii, jj = both, i0, j0
+                    elif q == 1:
+                        a, ii, jj = below - both, i0, j0 + 1
+                    elif q == 2:
+                        a, ii, jj = left - both, i0 + 1, j0
+                    else:
+                        a, ii, jj = area - left - below + both, i0 + 1, j0 + 1
+                    f = a / area
+                    jj = jj % n360
+                    if f > 1e-12 and jj < n_lon and ii <= i1 and ii < n_lat:
+                        fw = f * w
+                        c = ii * n_lon + jj
+                        sums[c, 0] += fw
+                        sums[c, 1] += fw * v
+                        sums[c, 2] += fw * fw * s * s
+                        sums[c, 3] += 1.0
+                        reached = True
+                if reached:
+                    used += 1
+                continue
+        area = _lower_left_area(px, py, nv, np.inf, np.inf, ymin)
+        if not abs(area) > 0.0:
+            # a degenerate polygon (a line or a point): the whole pixel goes to its centre's cell
+            ci = math.floor(((la0 + la1 + la2 + la3) * 0.25 - south) * inv_res)
+            cj = math.floor(0.5 * (xmin + xmax)) % n360
+            if ci < 0 or ci >= n_lat or cj >= n_lon:
+                continue
+            c = ci * n_lon + cj
+            sums[c, 0] += w
+            sums[c, 1] += w * v
+            sums[c, 2] += w * w * s * s
+            sums[c, 3] += 1.0
+            used += 1
+            continue
+        # area of each cell = inclusion–exclusion of the areas below-left of the cell's corners, swept
+        # column by column (prev: the column's west edge, cur: its east edge), rows ia..ib
+        reached = False
         ia = max(i0, 0)
         ib = min(i1, n_lat - 1)
-        # sweep rows south to north: split the band below each row's north edge off the rest (b)
-        for i in range(ia, ib + 1):
-            if nb < 3:
-                break
-            if i < ib or i1 > ib:
-                nl, nr = _split(bx, by, nb, False, y_edge[i + 1], lx, ly, rx, ry)
-                nb = nr
-                for k in range(nr):
-                    bx[k] = rx[k]
-                    by[k] = ry[k]
-            else:
-                nl = nb
-                for k in range(nb):
-                    lx[k] = bx[k]
-                    ly[k] = by[k]
-                nb = 0
-            # the band (l); sweep columns west to east, splitting each cell (c) off the rest (q)
-            nq = nl
-            for k in range(nl):
-                qx[k] = lx[k]
-                qy[k] = ly[k]
-            for j in range(j0, j1 + 1):
-                if nq < 3:
-                    break
-                if j < j1:
-                    ml, mr = _split(qx, qy, nq, True, float(j + 1), cx, cy, rx, ry)
-                    nq = mr
-                    for k in range(mr):
-                        qx[k] = rx[k]
-                        qy[k] = ry[k]
+        nr = ib - ia + 1
+        for m in range(nr + 1):
+            prev[m] = 0.0
+            cut_y[m] = y_edge[ia + m] if ia + m <= n_lat else np.inf
+        if i1 <= ib:  # nothing above the grid: the top cut is open
+            cut_y[nr] = np.inf
+        nj = j1 - j0 + 1
+        for k in range(1, nj + 1):
+            cut_x = float(j0 + k) if k < nj else np.inf
+            cur[0] = 0.0 if i0 >= 0 else _lower_left_area(px, py, nv, cut_x, cut_y[0], ymin)
+            for m in range(1, nr + 1):
+                if k == nj and m == nr and cut_y[nr] == np.inf:
+                    cur[m] = area
                 else:
-                    ml = nq
-                    for k in range(nq):
-                        cx[k] = qx[k]
-                        cy[k] = qy[k]
-                    nq = 0
-                if ml >= 3:
-                    a = _area(cx, cy, ml)
-                    jj = j % n360
-                    if a > 0.0 and jj < n_lon:
-                        fw = a / area * w
-                        c = i * n_lon + jj
-                        sw[c] += fw
-                        swv[c] += fw * v
-                        sw2s2[c] += fw * fw * s * s
-                        count[c] += 1
+                    cur[m] = _lower_left_area(px, py, nv, cut_x, cut_y[m], ymin)
+            jj = (j0 + k - 1) % n360
+            if jj < n_lon:
+                for m in range(nr):
+                    f = (cur[m + 1] - prev[m + 1] - cur[m] + prev[m]) / area
+                    if f > 1e-12:
+                        fw = f * w
+                        c = (ia + m) * n_lon + jj
+                        sums[c, 0] += fw
+                        sums[c, 1] += fw * v
+                        sums[c, 2] += fw * fw * s * s
+                        sums[c, 3] += 1.0
                         reached = True
+            for m in range(nr + 1):
+                prev[m] = cur[m]
         if reached:
             used += 1
     return used
@@ -320,6 +371,6 @@ def warm_up() -> None:
     for dtype in (np.float32, np.float64):
         a1 = np.zeros(1, dtype=dtype)
         a2 = np.zeros((1, 4), dtype=dtype)
-        acc = (np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64))
-        centre_kernel(a1, a1, a1, a1, True, -90.0, -180.0, 360.0, 1, 1, True, *acc)
-        footprint_kernel(a2, a2, a1, a1, True, -90.0, -180.0, 360.0, 1, 1, *acc)
+        sums = np.zeros((1, 4))
+        centre_kernel(a1, a1, a1, a1, True, -90.0, -180.0, 360.0, 1, 1, True, sums)
+        footprint_kernel(a2, a2, a1, a1, True, -90.0, -180.0, 360.0, 1, 1, sums)

@@ -112,10 +112,9 @@ class GridAccumulator:
         self.method: Method = method
         self.weighting: Weighting = weighting
         size = grid.shape[0] * grid.shape[1]
-        self.sw = np.zeros(size)
-        self.swv = np.zeros(size)
-        self.sw2s2 = np.zeros(size)
-        self.count = np.zeros(size, dtype=np.int64)
+        self.sums = np.zeros(
+            (size, 4)
+        )  # per cell: Σfw, Σfwv, Σ(fw)²σ², pixel count (see transforms.footprint)
         self.pixels = 0  # pixels that reached at least one cell
 
     def add_arrays(
@@ -133,13 +132,12 @@ class GridAccumulator:
         west, south, _, north = self.grid.bounds
         n_lat, n_lon = self.grid.shape
         ivw = self.weighting == "inverse_variance"
-        acc = (self.sw, self.swv, self.sw2s2, self.count)
         if self.method == "centre":
             if latitude is None or longitude is None:
                 raise InputError("centre binning needs latitude and longitude of the pixel centres")
             n = footprint.centre_kernel(
                 _flat(latitude), _flat(longitude), _flat(value), _flat(uncertainty), ivw,
-                south, west, self.grid.resolution, n_lat, n_lon, north >= 90.0, *acc,
+                south, west, self.grid.resolution, n_lat, n_lon, north >= 90.0, self.sums,
             )  # fmt: skip
         else:
             if latitude_bounds is None or longitude_bounds is None:
@@ -147,11 +145,16 @@ class GridAccumulator:
                     "footprint binning needs pixel corners (latitude_bounds, longitude_bounds with dims "
                     "(pixel, corner)); use method='centre' for products without them"
                 )
-            lat_b = np.ascontiguousarray(latitude_bounds).reshape(-1, latitude_bounds.shape[-1])
-            lon_b = np.ascontiguousarray(longitude_bounds).reshape(-1, longitude_bounds.shape[-1])
+            if latitude_bounds.shape[-1] != 4 or longitude_bounds.shape != latitude_bounds.shape:
+                raise InputError(
+                    "footprint binning needs 4 corners per pixel: latitude_bounds and longitude_bounds of "
+                    f"shape (pixel, 4), got {latitude_bounds.shape} and {longitude_bounds.shape}"
+                )
+            lat_b = np.ascontiguousarray(latitude_bounds).reshape(-1, 4)
+            lon_b = np.ascontiguousarray(longitude_bounds).reshape(-1, 4)
             n = footprint.footprint_kernel(
                 lat_b, lon_b, _flat(value), _flat(uncertainty), ivw,
-                south, west, self.grid.resolution, n_lat, n_lon, *acc,
+                south, west, self.grid.resolution, n_lat, n_lon, self.sums,
             )  # fmt: skip
         self.pixels += int(n)
         return int(n)
@@ -175,13 +178,28 @@ class GridAccumulator:
             longitude_bounds=obs["longitude_bounds"].values if bounds else None,
         )
 
+    @property
+    def sw(self) -> npt.NDArray[np.float64]:
+        """Σ f·w per cell, flat (cell,)."""
+        return self.sums[:, 0]
+
+    @property
+    def swv(self) -> npt.NDArray[np.float64]:
+        """Σ f·w·v per cell, flat (cell,)."""
+        return self.sums[:, 1]
+
+    @property
+    def count(self) -> npt.NDArray[np.int64]:
+        """Pixels per cell, flat (cell,)."""
+        return self.sums[:, 3].astype(np.int64)
+
     def fields(self) -> xr.Dataset:
         """The day's fields, dims (lat, lon): ``mean`` = Σfwv/Σfw, ``uncertainty`` = sqrt(Σ(fw)²σ²)/Σfw (1σ of
         the weighted mean of independent pixels), ``count`` (pixels touching the cell), ``weight`` = Σfw."""
         count = self.count
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(count > 0, self.swv / self.sw, np.nan)
-            unc = np.where(count > 0, np.sqrt(self.sw2s2) / self.sw, np.nan)
+            unc = np.where(count > 0, np.sqrt(self.sums[:, 2]) / self.sw, np.nan)
         shape = self.grid.shape
         return xr.Dataset(
             {
