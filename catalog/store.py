@@ -280,6 +280,11 @@ class CatalogStore:
     def _write_root(self) -> None:
         put_atomic(self.fs, posixpath.join(self.root, "catalog.json"), _dump(self.root_dict()))
 
+    def ensure_root(self) -> None:
+        """Write the root ``catalog.json`` if the lake has none yet (a valid, empty catalog)."""
+        if not self.fs.exists(posixpath.join(self.root, "catalog.json")):
+            self._write_root()
+
     def root_dict(self) -> dict[str, Any]:
         """The root catalog document with relative child links."""
         children = []

@@ -16,3 +16,11 @@ def refresh_collections(lake: Lake) -> list[str]:
             store.upsert(doc, [])
             done.append(cid)
     return done
+
+
+def init_catalog(lake: Lake) -> None:
+    """Give a new lake an empty, valid STAC catalog and Intake catalog, so services can serve it at once."""
+    from infra.publish import publish_intake
+
+    catalog_store(lake).ensure_root()
+    publish_intake(lake)

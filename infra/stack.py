@@ -298,6 +298,7 @@ def up(state: Path, *, dask_workers: int = 2, extra_env: dict[str, str] | None =
         started(Running("worker", proc.pid, api, str(log), stop_signal="SIGINT", health="pid"))
 
     if "stac-api" not in services and _has_stac_command():
+        _init_lake(lake, {**base, **client_env}, logs)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         proc, log = _spawn(
@@ -324,6 +325,12 @@ def up(state: Path, *, dask_workers: int = 2, extra_env: dict[str, str] | None =
 
     _write_state(state, services, {"lake": lake, "pool": POOL})
     return services
+
+
+def _init_lake(lake: str, env: dict[str, str], logs: Path) -> None:
+    """Create the bucket and an empty catalog in the stack's lake (idempotent)."""
+    code = "from infra.maintenance import init_catalog; from infra.storage import open_lake; init_catalog(open_lake())"
+    _run([sys.executable, "-c", code], env={**env, "EOLAKE_LAKE": lake}, logs=logs, cwd=REPO)
 
 
 def _has_stac_command() -> bool:
