@@ -167,7 +167,15 @@ def cmd_grid(args: argparse.Namespace) -> None:
     from flows.grid import build_daily_cube
 
     summary = build_daily_cube(
-        args.product, args.start, args.end, lake.url, args.resolution, args.bbox, args.force
+        args.product,
+        args.start,
+        args.end,
+        lake.url,
+        args.resolution,
+        args.bbox,
+        args.force,
+        method=args.method,
+        weighting=args.weighting,
     )
     print(
         f"cube {summary['cube']} (grid {summary['grid']}): {len(summary['days'])} day(s) gridded, "
@@ -254,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--force", action="store_true", help="re-grid days even when their granules did not change"
+    )
+    g.add_argument(
+        "--method",
+        choices=["centre", "footprint"],
+        default="centre",
+        help="pixel-centre binning, or area-weighted pixel footprints (default centre); "
+        "changing it for days already gridded needs --force",
+    )
+    g.add_argument(
+        "--weighting", choices=["plain", "inverse_variance"], default="inverse_variance", help="pixel weights"
     )
     add_period(g, required=True)
     add_lake(g)

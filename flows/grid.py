@@ -10,16 +10,25 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from infra.cubes import cube_key, cube_spec, days_to_grid, grid_day, prepare_cube
+from infra.cubes import cube_key, cube_spec, days_to_grid, grid_day, prepare_cube, recover_cube
 from infra.ledger import commit_cube_days
 from infra.publish import publish_cube, publish_intake
 from infra.storage import open_lake
 from transforms.grid import GridSpec
+from transforms.gridding import Method, Weighting
 
 
 @task(cache_policy=NO_CACHE)
-def grid_day_task(lake_url: str, product: str, grid: GridSpec, day: dt.date) -> dict[str, Any]:
-    return grid_day(open_lake(lake_url), cube_spec(product, grid), day)
+def grid_day_task(
+    lake_url: str, product: str, grid: GridSpec, day: dt.date, method: Method, weighting: Weighting
+) -> dict[str, Any]:
+    return grid_day(
+        open_lake(lake_url),
+        cube_spec(product, grid, method=method, weighting=weighting),
+        day,
+        method=method,
+        weighting=weighting,
+    )
 
 
 @flow(name="build_daily_cube", task_runner=ThreadPoolTaskRunner(max_workers=2))  # type: ignore[arg-type]
@@ -31,15 +40,20 @@ def build_daily_cube(
     resolution: float,
     bbox: tuple[float, float, float, float],
     force: bool = False,
+    method: Method = "centre",
+    weighting: Weighting = "inverse_variance",
 ) -> dict[str, Any]:
     """Grid the days of ``start``…``end`` whose input granules changed (every day with ``force``); each
-    gridded day replaces what the cube held for it."""
+    gridded day replaces what the cube held for it. Days a crashed run left staged are finished first."""
     the_lake = open_lake(lake)
     grid = GridSpec.snapped(resolution, bbox)
-    spec = cube_spec(product, grid)
+    spec = cube_spec(product, grid, method=method, weighting=weighting)
+    recovered = recover_cube(the_lake, spec)
+    if recovered:
+        commit_cube_days(the_lake, recovered)
     prepare_cube(the_lake, spec, until=end)
     days = days_to_grid(the_lake, spec, list(pd.date_range(start, end, freq="D").date), force=force)
-    futures = [grid_day_task.submit(the_lake.url, product, grid, day) for day in days]
+    futures = [grid_day_task.submit(the_lake.url, product, grid, day, method, weighting) for day in days]
     rows = [f.result() for f in futures]
     if rows:
         commit_cube_days(the_lake, rows)
@@ -49,6 +63,7 @@ def build_daily_cube(
         "cube": the_lake.url_of(cube_key(spec)),
         "grid": grid.grid_id,
         "unchanged": (end - start).days + 1 - len(rows),
+        "recovered": [r["day"].isoformat() for r in recovered],
         "days": [
             {"day": r["day"].isoformat(), "granules": len(r["granules"]), "coverage": round(r["coverage"], 4)}
             for r in rows

@@ -1,7 +1,9 @@
 """Building the daily cubes in a lake: which granules feed a day, gridding it, writing it, committing it.
 
-Commit order: the day's chunks are written into the Zarr store first, then the day is recorded as committed
-in the ledger; readers and derivations trust only committed days.
+Commit order: the day's shards are staged, then published into the Zarr store (transforms/cube.py's
+protocol), then the day is recorded as committed in the ledger; readers and derivations trust only committed
+days, and a day still staged (a run crashed while publishing it) is not committed until
+:func:`recover_cube` finishes it.
 """
 
 from __future__ import annotations
@@ -14,16 +16,30 @@ import pandas as pd
 
 from infra.ledger import read_cube_days, read_granules
 from infra.storage import Lake, zarr_store
-from transforms.cube import CubeSpec, ensure_cube, open_cube, write_day
+from transforms.cube import (
+    CubeSpec,
+    ensure_cube,
+    open_cube,
+    recover_staged,
+    set_cube_attrs,
+    staged_days,
+    write_day,
+)
 from transforms.grid import GridSpec
+from transforms.gridding import Method, Weighting
 from transforms.l3 import grid_granules
 from transforms.products import get_product
 
 MISSION_START = {"no2": dt.date(2018, 4, 30), "co": dt.date(2018, 4, 30), "ch4": dt.date(2018, 4, 30)}
 
 
-def cube_spec(product: str, grid: GridSpec) -> CubeSpec:
-    """The cube of ``product`` on ``grid``."""
+def cube_spec(
+    product: str, grid: GridSpec, *, method: Method = "centre", weighting: Weighting = "inverse_variance"
+) -> CubeSpec:
+    """The cube of ``product`` on ``grid`` (one cube per product and grid: the method is recorded in its
+    ``source`` and per day in the ledger)."""
+    how = {"centre": "pixel-centre binning", "footprint": "area-weighted footprint binning"}[method]
+    weights = {"plain": "plain weights", "inverse_variance": "inverse-variance weights"}[weighting]
     p = get_product(product)
     return CubeSpec(
         product=p.name,
@@ -33,13 +49,18 @@ def cube_spec(product: str, grid: GridSpec) -> CubeSpec:
         standard_name=p.standard_name,
         long_name=p.long_name.lower(),
         title=f"Sentinel-5P TROPOMI {p.name.upper()} daily L3, {grid.resolution}° ({grid.grid_id})",
-        source=f"Sentinel-5P TROPOMI L2 {p.product_type} granules; pixel-centre binning, inverse-variance weights",
+        source=f"Sentinel-5P TROPOMI L2 {p.product_type} granules; {how}, {weights}",
     )
 
 
 def cube_key(spec: CubeSpec) -> str:
     """``cubes/s5p-<product>/<grid_id>.zarr``."""
     return f"cubes/s5p-{spec.product}/{spec.grid.grid_id}.zarr"
+
+
+def staging_key(spec: CubeSpec) -> str:
+    """Where days are staged before they are published into the cube (beside it, not inside it)."""
+    return f"cubes/s5p-{spec.product}/.staging/{spec.grid.grid_id}"
 
 
 def cube_id(spec: CubeSpec) -> str:
@@ -60,19 +81,30 @@ def granules_for_day(ledger: pd.DataFrame, product: str, day: dt.date) -> pd.Dat
 
 
 def prepare_cube(lake: Lake, spec: CubeSpec, *, until: dt.date) -> None:
-    """Create the cube or grow its time axis to ``until`` (done once, before days are written in parallel)."""
-    ensure_cube(zarr_store(lake, cube_key(spec)), spec, until=until)
+    """Create the cube or grow its time axis to ``until`` (done once, before days are written in parallel);
+    record the binning method in its ``source`` attribute."""
+    store = zarr_store(lake, cube_key(spec))
+    ensure_cube(store, spec, until=until)
+    set_cube_attrs(store, {"source": spec.source})
 
 
-def grid_day(lake: Lake, spec: CubeSpec, day: dt.date) -> dict[str, Any]:
-    """Grid ``day`` from the ledger's granules and write it into the cube. Returns the row that commits it
-    (the caller records rows with :func:`infra.ledger.commit_cube_days` once their data is written)."""
+def grid_day(
+    lake: Lake,
+    spec: CubeSpec,
+    day: dt.date,
+    *,
+    method: Method = "centre",
+    weighting: Weighting = "inverse_variance",
+) -> dict[str, Any]:
+    """Grid ``day`` from the ledger's granules and write it into the cube (staged, then published). Returns
+    the row that commits it (the caller records rows with :func:`infra.ledger.commit_cube_days`)."""
     rows = granules_for_day(read_granules(lake), spec.product, day)
     product = get_product(spec.product)
     with ExitStack() as stack:
         files = [stack.enter_context(lake.fs.open(lake.path(k), "rb")) for k in rows["key"]]
-        fields, stats = grid_granules(files, day=day, grid=spec.grid, product=product)
-    write_day(zarr_store(lake, cube_key(spec)), fields, day=day, spec=spec)
+        fields, stats = grid_granules(
+            files, day=day, grid=spec.grid, product=product, method=method, weighting=weighting
+        )
     row = {
         "cube": cube_id(spec),
         "day": day,
@@ -82,7 +114,37 @@ def grid_day(lake: Lake, spec: CubeSpec, day: dt.date) -> dict[str, Any]:
         "coverage": stats.coverage,
         "committed": dt.datetime.now(dt.UTC),
     }
+    write_day(
+        zarr_store(lake, cube_key(spec)),
+        fields,
+        day=day,
+        spec=spec,
+        staging=zarr_store(lake, staging_key(spec)),
+        record=row,
+    )
     return row
+
+
+def recover_cube(lake: Lake, spec: CubeSpec) -> list[dict[str, Any]]:
+    """Publish the days a crashed run staged but did not publish; returns their commit rows."""
+    records = recover_staged(zarr_store(lake, cube_key(spec)), zarr_store(lake, staging_key(spec)), spec)
+    return [_row_from_record(r) for r in records]
+
+
+def _row_from_record(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **record,
+        "day": dt.date.fromisoformat(str(record["day"])[:10]),
+        "committed": pd.Timestamp(record["committed"]).to_pydatetime(),
+        "granules": list(record["granules"]),
+    }
+
+
+def pending_days(lake: Lake, spec: CubeSpec) -> list[dt.date]:
+    """Days staged and not yet published (not committed, whatever the ledger says)."""
+    if not lake.fs.exists(lake.path(staging_key(spec))):
+        return []
+    return staged_days(zarr_store(lake, staging_key(spec), read_only=True))
 
 
 def days_to_grid(lake: Lake, spec: CubeSpec, days: list[dt.date], *, force: bool = False) -> list[dt.date]:
@@ -99,8 +161,13 @@ def days_to_grid(lake: Lake, spec: CubeSpec, days: list[dt.date], *, force: bool
 
 
 def committed_days(lake: Lake, spec: CubeSpec) -> pd.DataFrame:
+    """The cube's committed days (ledger rows), less any day a crashed run left half-published."""
     days = read_cube_days(lake)
-    return days[days["cube"] == cube_id(spec)].sort_values("day", ignore_index=True)
+    days = days[days["cube"] == cube_id(spec)]
+    pending = pending_days(lake, spec)
+    if pending:
+        days = days[~pd.to_datetime(days["day"]).dt.date.isin(pending)]
+    return days.sort_values("day", ignore_index=True)
 
 
 def open_lake_cube(lake: Lake, spec: CubeSpec) -> Any:

@@ -3,14 +3,26 @@
 Layout: ``mean`` (product units), ``uncertainty`` (1σ of the mean, product units), ``count`` (pixels) and
 ``weight`` (sum of binning weights) on a daily time axis that starts at the product's mission start (so no day
 ever has to be prepended) and grows forward. Days that were never gridded hold no chunks and read as NaN/0.
-Writing a day replaces exactly that day's chunks (a region write), so re-gridding never adds a second copy.
 
-The store is handed in (any Zarr v3 store: ``LocalStore``, ``FsspecStore`` on S3, ``MemoryStore``).
+Each variable's day is ONE object: a Zarr v3 shard covering the whole map (inner chunks of
+``chunk_lat × chunk_lon`` cells, zstd-compressed), key ``<var>/c/<day index>/0/0``. Writing a day therefore
+replaces exactly four objects, each with an atomic PUT (S3) or write-and-rename (local disk), and never
+touches another day. The day protocol (:func:`write_day`):
+
+1. encode the four shards in memory;
+2. stage them, then a manifest last, in a staging store (a crash here leaves the cube as it was);
+3. publish: put each shard at its key (a crash here leaves the manifest, and :func:`recover_staged` finishes
+   the job on the next run; eolake readers treat a day with a manifest as not committed);
+4. drop the staging objects. The caller then records the day as committed (the ledger), then catalogs it.
+
+The stores are handed in (any Zarr v3 store: ``LocalStore``, ``FsspecStore`` on S3, ``MemoryStore``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +32,8 @@ import numpy as np
 import xarray as xr
 import zarr
 from zarr.abc.store import Store
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
 
 from transforms.grid import GridSpec
 
@@ -39,13 +53,22 @@ class CubeSpec:
     long_name: str
     title: str
     source: str  # e.g. "Sentinel-5P TROPOMI L2 NO2 (OFFL/RPRO), pixel-centre binning"
-    chunk_lat: int = 1024
-    chunk_lon: int = 1024
+    chunk_lat: int = 360  # inner chunk (cells): what a map or a small-region read decompresses
+    chunk_lon: int = 360
+    zstd_level: int = 3  # chosen by measurement (bench/cube_io.py, docs/cubes.md)
 
     @property
     def chunks(self) -> tuple[int, int, int]:
+        """Inner chunk shape (time, lat, lon)."""
         n_lat, n_lon = self.grid.shape
         return (1, min(self.chunk_lat, n_lat), min(self.chunk_lon, n_lon))
+
+    @property
+    def shards(self) -> tuple[int, int, int]:
+        """Shard shape (time, lat, lon): one day's whole map, a whole number of inner chunks."""
+        n_lat, n_lon = self.grid.shape
+        _, cl, cw = self.chunks
+        return (1, -(-n_lat // cl) * cl, -(-n_lon // cw) * cw)
 
     def day_index(self, day: dt.date) -> int:
         """Position of ``day`` on the time axis; raises ValueError before the origin."""
@@ -116,7 +139,7 @@ def _template(spec: CubeSpec, n_days: int) -> xr.Dataset:
 
     n_lat, n_lon = spec.grid.shape
     shape = (n_days, n_lat, n_lon)
-    chunks = spec.chunks
+    chunks = spec.shards  # dask chunks = Zarr shards (each written whole)
     var_attrs = variable_attrs(spec)
     data_vars = {}
     for name in DATA_VARS:
@@ -149,8 +172,16 @@ def _template(spec: CubeSpec, n_days: int) -> xr.Dataset:
 
 
 def _encoding(spec: CubeSpec) -> dict[str, dict[str, Any]]:
+    from zarr.codecs import ZstdCodec
+
     enc: dict[str, dict[str, Any]] = {
-        name: {"chunks": spec.chunks, "fill_value": 0 if name == "count" else np.nan} for name in DATA_VARS
+        name: {
+            "chunks": spec.chunks,
+            "shards": spec.shards,
+            "compressors": (ZstdCodec(level=spec.zstd_level),),
+            "fill_value": 0 if name == "count" else np.nan,
+        }
+        for name in DATA_VARS
     }
     enc["time"] = {
         "units": TIME_UNITS_TEMPLATE.format(origin=spec.origin.isoformat()),
@@ -213,18 +244,21 @@ def _write_time(store: Store, spec: CubeSpec, n_days: int) -> None:
     time[:] = np.arange(n_days, dtype=np.int32)
 
 
-def write_day(
-    store: Store, fields: xr.Dataset, *, day: dt.date, spec: CubeSpec, attrs: Mapping[str, Any] | None = None
-) -> None:
-    """Write one day's gridded ``fields`` (dims (lat, lon): mean, uncertainty, count, weight) into the cube,
-    replacing whatever that day held. Creates or grows the cube as needed."""
-    ensure_cube(store, spec, until=day)
+def day_keys(spec: CubeSpec, day: dt.date) -> dict[str, str]:
+    """The object key of each variable's shard of ``day`` in the cube store."""
     i = spec.day_index(day)
+    return {name: f"{name}/c/{i}/0/0" for name in DATA_VARS}
+
+
+def encode_day(fields: xr.Dataset, spec: CubeSpec) -> dict[str, bytes | None]:
+    """One day's fields (dims (lat, lon)) encoded as the cube's shards, per variable: the exact bytes the
+    cube holds for that day, or None when the day is all fill (Zarr stores no object then)."""
     n_lat, n_lon = spec.grid.shape
     if fields.sizes.get("lat") != n_lat or fields.sizes.get("lon") != n_lon:
         raise ValueError(
             f"fields have shape {dict(fields.sizes)}, cube grid {spec.grid.grid_id} needs {(n_lat, n_lon)}"
         )
+    mem = zarr.storage.MemoryStore()
     day_ds = xr.Dataset(
         {
             name: (
@@ -234,11 +268,115 @@ def write_day(
             for name in DATA_VARS
         }
     )
-    _to_zarr(day_ds, store, region={"time": slice(i, i + 1), "lat": slice(0, n_lat), "lon": slice(0, n_lon)})
+    enc = {k: v for k, v in _encoding(spec).items() if k in DATA_VARS}
+    _to_zarr(day_ds, mem, mode="w", encoding=enc)
+    out: dict[str, bytes | None] = {}
+    for name in DATA_VARS:
+        buf = sync(mem.get(f"{name}/c/0/0/0", prototype=default_buffer_prototype()))
+        out[name] = None if buf is None else buf.to_bytes()
+    return out
+
+
+def _put(store: Store, key: str, data: bytes | None) -> None:
+    if data is None:
+        sync(store.delete(key))
+    else:
+        sync(store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
+
+
+def _get(store: Store, key: str) -> bytes | None:
+    buf = sync(store.get(key, prototype=default_buffer_prototype()))
+    return None if buf is None else buf.to_bytes()
+
+
+def stage_day(
+    staging: Store, blobs: Mapping[str, bytes | None], *, day: dt.date, record: Mapping[str, Any]
+) -> None:
+    """Write a day's encoded shards into ``staging``, then its manifest (with ``record``: what commits the
+    day, JSON-serialisable) last. Until the manifest exists the staged objects mean nothing."""
+    prefix = day.isoformat()
+    entries = {}
+    for name, data in blobs.items():
+        if data is not None:
+            _put(staging, f"{prefix}/{name}", data)
+        entries[name] = None if data is None else hashlib.sha256(data).hexdigest()
+    manifest = {"day": prefix, "objects": entries, "record": dict(record)}
+    _put(staging, f"{prefix}/manifest.json", json.dumps(manifest, default=str).encode())
+
+
+def staged_days(staging: Store) -> list[dt.date]:
+    """Days with a complete manifest in ``staging`` (staged, not yet published)."""
+
+    async def _list() -> list[str]:
+        return [k async for k in staging.list_prefix("")]
+
+    keys = sync(_list())
+    return sorted(dt.date.fromisoformat(k.split("/")[0]) for k in keys if k.endswith("/manifest.json"))
+
+
+def publish_staged(store: Store, staging: Store, spec: CubeSpec, day: dt.date) -> dict[str, Any]:
+    """Put a staged day's shards at their keys in the cube, verify them against the manifest, then drop the
+    staging objects. Idempotent: re-running after a crash finishes the job. Returns the manifest's record."""
+    prefix = day.isoformat()
+    raw = _get(staging, f"{prefix}/manifest.json")
+    if raw is None:
+        raise FileNotFoundError(f"no staged manifest for {prefix}: stage the day first")
+    manifest = json.loads(raw)
+    ensure_cube(store, spec, until=day)
+    keys = day_keys(spec, day)
+    for name, digest in manifest["objects"].items():
+        data = None if digest is None else _get(staging, f"{prefix}/{name}")
+        if digest is not None and (data is None or hashlib.sha256(data).hexdigest() != digest):
+            current = _get(store, keys[name])  # published before a crash, staging object already dropped
+            if current is not None and hashlib.sha256(current).hexdigest() == digest:
+                continue
+            raise OSError(f"staged object {prefix}/{name} is missing or corrupt: re-grid {prefix}")
+        _put(store, keys[name], data)
+    for name, digest in manifest["objects"].items():
+        if digest is not None:
+            _put(staging, f"{prefix}/{name}", None)
+    _put(staging, f"{prefix}/manifest.json", None)
+    record: dict[str, Any] = manifest["record"]
+    return record
+
+
+def write_day(
+    store: Store,
+    fields: xr.Dataset,
+    *,
+    day: dt.date,
+    spec: CubeSpec,
+    staging: Store | None = None,
+    record: Mapping[str, Any] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write one day's gridded ``fields`` (dims (lat, lon): mean, uncertainty, count, weight) into the cube,
+    replacing exactly what that day held, by the staged protocol of this module (``staging`` defaults to an
+    in-memory store: atomic per object, but not resumable). Creates or grows the cube as needed. Returns
+    ``record`` (what the caller commits)."""
+    blobs = encode_day(fields, spec)
+    ensure_cube(store, spec, until=day)
+    staging = staging if staging is not None else zarr.storage.MemoryStore()
+    stage_day(staging, blobs, day=day, record=record or {})
+    out = publish_staged(store, staging, spec, day)
     if attrs:
-        group = zarr.open_group(store, mode="r+", zarr_format=3)
-        group.attrs.update(dict(attrs))
-        _consolidate(store)
+        set_cube_attrs(store, attrs)
+    return out
+
+
+def set_cube_attrs(store: Store, attrs: Mapping[str, Any]) -> None:
+    """Update the cube's global attributes (only when they change) and re-consolidate its metadata."""
+    group = zarr.open_group(store, mode="r+", zarr_format=3)
+    if all(group.attrs.get(k) == v for k, v in attrs.items()):
+        return
+    group.attrs.update(dict(attrs))
+    _consolidate(store)
+
+
+def recover_staged(store: Store, staging: Store, spec: CubeSpec) -> list[dict[str, Any]]:
+    """Finish every day a crashed run staged completely but did not publish. Returns their records (to be
+    committed by the caller)."""
+    return [publish_staged(store, staging, spec, day) for day in staged_days(staging)]
 
 
 def open_cube(store: Store, *, chunks: dict[str, int] | None = None) -> xr.Dataset:

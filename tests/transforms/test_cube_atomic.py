@@ -1,0 +1,155 @@
+"""Atomic, idempotent cube days: a day is one object per variable; a crash while staging leaves the cube as it
+was, a crash while publishing is finished by the next run; re-gridding a day replaces exactly that day; the
+axis grows forward and earlier days can be back-filled."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr.storage
+
+from transforms.cube import (
+    DATA_VARS,
+    CubeSpec,
+    day_keys,
+    open_cube,
+    recover_staged,
+    staged_days,
+    write_day,
+)
+from transforms.grid import GridSpec
+
+GRID = GridSpec(0.5, (0.0, 40.0, 10.0, 50.0))
+SPEC = CubeSpec(
+    "no2",
+    GRID,
+    dt.date(2018, 4, 30),
+    "mol m-2",
+    "troposphere_mole_content_of_nitrogen_dioxide",
+    "tropospheric NO2 column",
+    "test cube",
+    "unit test",
+    chunk_lat=8,
+    chunk_lon=8,
+)
+D1, D2 = dt.date(2020, 3, 3), dt.date(2020, 3, 4)
+
+
+class CrashingStore(zarr.storage.LocalStore):
+    """A real local store whose process 'dies' (raises) on the n-th object write."""
+
+    def __init__(self, root: Path, *, crash_on: int) -> None:
+        super().__init__(root)
+        self.crash_on = crash_on
+        self.writes = 0
+
+    async def set(self, key, value) -> None:  # type: ignore[no-untyped-def]
+        self.writes += 1
+        if self.writes == self.crash_on:
+            raise OSError(f"simulated crash writing {key}")
+        await super().set(key, value)
+
+
+def _fields(v: float) -> xr.Dataset:
+    count = np.full(GRID.shape, 2, dtype=np.int32)
+    count[0, 0] = 0
+    mean = np.full(GRID.shape, v, dtype=np.float32)
+    mean[0, 0] = np.nan
+    return xr.Dataset(
+        {
+            "mean": (("lat", "lon"), mean),
+            "uncertainty": (("lat", "lon"), mean / 10),
+            "count": (("lat", "lon"), count),
+            "weight": (("lat", "lon"), count.astype(np.float32)),
+        }
+    )
+
+
+def _digests(root: Path, day: dt.date) -> dict[str, str]:
+    return {n: hashlib.sha256((root / k).read_bytes()).hexdigest() for n, k in day_keys(SPEC, day).items()}
+
+
+def _mean(store, day: dt.date) -> np.ndarray:
+    return open_cube(store).sel(time=str(day))["mean"].values
+
+
+def test_a_day_is_one_object_per_variable_and_a_regrid_touches_only_that_day(tmp_path: Path) -> None:
+    root = tmp_path / "cube.zarr"
+    store = zarr.storage.LocalStore(root)
+    write_day(store, _fields(1.0), day=D1, spec=SPEC)
+    write_day(store, _fields(2.0), day=D2, spec=SPEC)
+    i = SPEC.day_index(D1)
+    for name in DATA_VARS:
+        chunks = root / name / "c"
+        objects = sorted(p.relative_to(chunks).as_posix() for p in chunks.rglob("*") if p.is_file())
+        assert objects == [f"{i}/0/0", f"{i + 1}/0/0"]
+    before = _digests(root, D2)
+    write_day(store, _fields(3.0), day=D1, spec=SPEC)  # a better granule version arrived
+    assert _digests(root, D2) == before
+    assert np.nanmax(_mean(store, D1)) == 3.0 and np.nanmax(_mean(store, D2)) == 2.0
+
+
+def test_a_crash_while_staging_leaves_the_previous_day_readable(tmp_path: Path) -> None:
+    store = zarr.storage.LocalStore(tmp_path / "cube.zarr")
+    write_day(store, _fields(1.0), day=D1, spec=SPEC)
+    before = _digests(tmp_path / "cube.zarr", D1)
+    staging = CrashingStore(tmp_path / "staging", crash_on=3)  # dies after two of four shards
+    with pytest.raises(OSError, match="simulated crash"):
+        write_day(store, _fields(5.0), day=D1, spec=SPEC, staging=staging, record={"day": D1})
+    assert _digests(tmp_path / "cube.zarr", D1) == before
+    assert np.nanmax(_mean(store, D1)) == 1.0
+    assert staged_days(staging) == []  # no manifest: nothing to publish, the next run re-grids
+    write_day(store, _fields(5.0), day=D1, spec=SPEC, staging=zarr.storage.LocalStore(tmp_path / "staging"))
+    assert np.nanmax(_mean(store, D1)) == 5.0
+
+
+def test_a_crash_while_publishing_is_finished_by_the_next_run(tmp_path: Path) -> None:
+    root = tmp_path / "cube.zarr"
+    write_day(zarr.storage.LocalStore(root), _fields(1.0), day=D1, spec=SPEC)
+    write_day(zarr.storage.LocalStore(root), _fields(7.0), day=D2, spec=SPEC)
+    other = _digests(root, D2)
+    crashing = CrashingStore(root, crash_on=2)  # dies after publishing one of four shards
+    staging = zarr.storage.LocalStore(tmp_path / "staging")
+    with pytest.raises(OSError, match="simulated crash"):
+        write_day(crashing, _fields(5.0), day=D1, spec=SPEC, staging=staging, record={"granules": ["g2"]})
+    assert staged_days(staging) == [D1]  # eolake readers treat D1 as not committed until it is finished
+    store = zarr.storage.LocalStore(root)
+    records = recover_staged(store, staging, SPEC)
+    assert records == [{"granules": ["g2"]}]
+    assert staged_days(staging) == []
+    ds = open_cube(store).sel(time=str(D1)).load()
+    assert np.nanmax(ds["mean"].values) == 5.0 and np.nanmax(ds["uncertainty"].values) == 0.5
+    assert int(ds["count"].sum()) == 2 * (GRID.shape[0] * GRID.shape[1] - 1)
+    assert _digests(root, D2) == other
+    assert recover_staged(store, staging, SPEC) == []  # idempotent
+
+
+def test_axis_grows_forward_and_earlier_days_are_backfilled(tmp_path: Path) -> None:
+    store = zarr.storage.LocalStore(tmp_path / "cube.zarr")
+    write_day(store, _fields(1.0), day=dt.date(2020, 3, 10), spec=SPEC)
+    n = open_cube(store).sizes["time"]
+    write_day(store, _fields(4.0), day=dt.date(2020, 3, 1), spec=SPEC)  # back-fill: no rewrite of the axis
+    assert open_cube(store).sizes["time"] == n
+    write_day(store, _fields(6.0), day=dt.date(2020, 3, 20), spec=SPEC)
+    ds = open_cube(store)
+    assert ds.sizes["time"] == n + 10
+    assert np.nanmax(ds["mean"].sel(time="2020-03-01").values) == 4.0
+    assert np.isnan(ds["mean"].sel(time="2020-03-15").values).all()
+
+
+def test_an_all_fill_day_removes_the_days_objects(tmp_path: Path) -> None:
+    root = tmp_path / "cube.zarr"
+    store = zarr.storage.LocalStore(root)
+    write_day(store, _fields(1.0), day=D1, spec=SPEC)
+    empty = _fields(1.0)
+    for name in ("mean", "uncertainty", "weight"):
+        empty[name][:] = np.nan
+    empty["count"][:] = 0
+    write_day(store, empty, day=D1, spec=SPEC)
+    assert not any((root / k).exists() for k in day_keys(SPEC, D1).values())
+    assert int(open_cube(store)["count"].sel(time=str(D1)).sum()) == 0
