@@ -35,7 +35,7 @@ def _store(args: argparse.Namespace) -> Any:
 
     lake = _lake(args.lake, create=False)
     store = catalog_store(lake)
-    if not store.collection_ids():
+    if not lake.fs.exists(lake.path("stac", "catalog.json")):
         _fail(f"the lake {lake.url} has no STAC catalog yet: run `eolake demo` or the harvest/grid flows first")
     return store
 
