@@ -36,7 +36,9 @@ def _store(args: argparse.Namespace) -> Any:
     lake = _lake(args.lake, create=False)
     store = catalog_store(lake)
     if not lake.fs.exists(lake.path("stac", "catalog.json")):
-        _fail(f"the lake {lake.url} has no STAC catalog yet: run `eolake demo` or the harvest/grid flows first")
+        _fail(
+            f"the lake {lake.url} has no STAC catalog yet: run `eolake demo` or the harvest/grid flows first"
+        )
     return store
 
 
@@ -99,7 +101,9 @@ def register(sub: Any) -> None:
 
     sv = ssub.add_parser("serve", help="serve the lake's catalog as a STAC API (read-only)")
     add_lake(sv)
-    sv.add_argument("--host", type=parse_host, default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sv.add_argument(
+        "--host", type=parse_host, default="127.0.0.1", help="address to bind (default 127.0.0.1)"
+    )
     sv.add_argument("--port", type=parse_port, default=8080)
     sv.add_argument(
         "--backend",
@@ -109,7 +113,9 @@ def register(sub: Any) -> None:
     )
     sv.set_defaults(func=cmd_serve)
 
-    lp = ssub.add_parser("load-pgstac", help="upsert the lake's collections and items into pgstac (PG* variables)")
+    lp = ssub.add_parser(
+        "load-pgstac", help="upsert the lake's collections and items into pgstac (PG* variables)"
+    )
     add_lake(lp)
     lp.set_defaults(func=cmd_load_pgstac)
 

@@ -23,6 +23,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Query, Request
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import PostgresSettings, Settings
+from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
 
@@ -63,6 +64,19 @@ class StoreConnection:
         raise RuntimeError(f"the embedded backend has no function {name}()")
 
 
+class EolakeClient(CoreCrudClient):  # type: ignore[misc]
+    """stac-fastapi-pgstac's client; items keep ``properties.datetime: null`` (required by STAC when only
+    start/end are given), which pgstac strips with every other null."""
+
+    async def _search_base(self, search_request: Any, request: Request) -> Any:
+        result = await super()._search_base(search_request, request=request)
+        for feature in result.get("features", []):
+            props = feature.get("properties")
+            if isinstance(props, dict) and "datetime" not in props and "start_datetime" in props:
+                props["datetime"] = None
+        return result
+
+
 def _settings(title: str) -> Settings:
     return Settings(
         stac_fastapi_title=title,
@@ -89,7 +103,9 @@ def create_embedded_app(store: CatalogStore, *, title: str = "eolake") -> FastAP
         yield
 
     settings = _settings(title)
-    api = instantiate_api(extensions=Extensions(settings=settings), lifespan=lifespan, settings=settings)
+    api = instantiate_api(
+        client=EolakeClient, extensions=Extensions(settings=settings), lifespan=lifespan, settings=settings
+    )
     _add_aggregations(api.app, lambda cids: engine_daily(engine, cids))
     api.app.add_middleware(InputGuard)
     return api.app
@@ -105,7 +121,9 @@ def create_pgstac_app(postgres: PostgresSettings, *, title: str = "eolake") -> F
         await close_db_connection(app)
 
     settings = _settings(title)
-    api = instantiate_api(extensions=Extensions(settings=settings), lifespan=lifespan, settings=settings)
+    api = instantiate_api(
+        client=EolakeClient, extensions=Extensions(settings=settings), lifespan=lifespan, settings=settings
+    )
 
     async def daily(cids: list[str] | None) -> list[dict[str, Any]]:
         return await pgstac_daily(api.app, cids)
