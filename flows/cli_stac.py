@@ -43,6 +43,7 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def _postgres_settings() -> Any:
+    _quiet_stac_fastapi()
     from stac_fastapi.pgstac.config import PostgresSettings
 
     missing = [v for v in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE") if not os.environ.get(v)]
@@ -62,19 +63,30 @@ def _dsn() -> str:
     return f"postgresql://{s.pguser}:{s.pgpassword}@{s.pghost}:{s.pgport}/{s.pgdatabase}"
 
 
+def _quiet_stac_fastapi() -> None:
+    """stac-fastapi reads these at import and complains on stderr when they are unset."""
+    os.environ.setdefault("STAC_FASTAPI_TITLE", "eolake")
+    os.environ.setdefault(
+        "STAC_FASTAPI_DESCRIPTION", "Carbon-satellite data lake: granules, cubes, emissions."
+    )
+    os.environ.setdefault("STAC_FASTAPI_LANDING_ID", "eolake")
+    os.environ.setdefault("STAC_FASTAPI_VERSION", "1.0.0")
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
+    postgres = _postgres_settings() if args.backend == "pgstac" else None
+    store = _store(args) if postgres is None else None
+    _quiet_stac_fastapi()
     import uvicorn
 
     from catalog.api.app import create_embedded_app, create_pgstac_app
 
-    if args.backend == "pgstac":
-        app = create_pgstac_app(_postgres_settings())
-    else:
-        app = create_embedded_app(_store(args))
+    app = create_pgstac_app(postgres) if postgres is not None else create_embedded_app(store)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
 def cmd_load_pgstac(args: argparse.Namespace) -> None:
+    _quiet_stac_fastapi()
     from catalog.pgstac import load_store, migrate
 
     store = _store(args)

@@ -441,10 +441,13 @@ class StoreCatalog:
             try:
                 mask &= evaluate(filt, index)
             except UnsupportedFilter:
-                expr = cql2.Expr(filt)
-                rows = np.flatnonzero(mask)
-                for row, doc in zip(rows, index.items(rows), strict=True):
-                    mask[row] = bool(expr.matches(doc))
+                try:
+                    expr = cql2.Expr(filt)
+                    rows = np.flatnonzero(mask)
+                    for row, doc in zip(rows, index.items(rows), strict=True):
+                        mask[row] = bool(expr.matches(doc))
+                except Exception as exc:  # cql2 raises plain exceptions for expressions it cannot evaluate
+                    raise SearchError(f"cannot evaluate the filter: {exc}") from None
         return mask
 
 

@@ -133,7 +133,32 @@ def check_filter(raw: Any, lang: str | None) -> dict[str, Any]:
         raise BadInput(f'invalid filter ({detail[:300]}): write CQL2, e.g. "eolake:coverage > 0.5"') from None
     if not isinstance(out, dict):
         raise BadInput('invalid filter: it must be a boolean expression, e.g. "eolake:coverage > 0.5"')
+    _check_ops(out)
     return out
+
+
+_OPS = {
+    "and", "or", "not", "=", "<>", "<", "<=", ">", ">=", "like", "between", "in", "isnull", "casei", "accenti",
+    "+", "-", "*", "/", "%", "^", "div",
+    "s_intersects", "s_equals", "s_disjoint", "s_touches", "s_within", "s_overlaps", "s_crosses", "s_contains",
+    "t_after", "t_before", "t_contains", "t_disjoint", "t_during", "t_equals", "t_finishedby", "t_finishes",
+    "t_intersects", "t_meets", "t_metby", "t_overlappedby", "t_overlaps", "t_startedby", "t_starts",
+    "a_equals", "a_contains", "a_containedby", "a_overlaps", "anyinteracts",
+}  # fmt: skip
+
+
+def _check_ops(node: Any) -> None:
+    if isinstance(node, dict):
+        if "op" in node:
+            if str(node["op"]).lower() not in _OPS:
+                raise BadInput(
+                    f"invalid filter: unknown operator {node['op']!r}; use CQL2 operators (=, <, like, …)"
+                )
+            for arg in node.get("args", []):
+                _check_ops(arg)
+    elif isinstance(node, list):
+        for arg in node:
+            _check_ops(arg)
 
 
 def check_limit(raw: Any) -> int:

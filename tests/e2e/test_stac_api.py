@@ -149,7 +149,6 @@ CORPUS_GET = [
     '/search?intersects={"type":"Point","coordinates":[10,45]}',
     "/collections/s5p-l2-no2/items?limit=2",
     "/collections/s5p-l2-no2/items?bbox=0,40,10,50&sortby=-datetime",
-    "/collections/s5p-l2-no2/queryables",
     "/aggregate",
 ]
 CORPUS_POST: list[dict[str, Any]] = [
@@ -268,6 +267,14 @@ def test_limit_is_capped_and_read_only(apis: dict[str, str]) -> None:
         assert status in (404, 405)
 
 
+def test_queryables_on_both_backends(apis: dict[str, str]) -> None:
+    for root in apis.values():
+        for path in ("/queryables", f"/collections/{GRANULES}/queryables"):
+            status, doc = _get(root + path)
+            assert status == 200 and {"id", "datetime", "geometry"} <= set(doc["properties"]), (root, path)
+        assert _get(root + "/collections/no-such-collection/queryables")[0] == 404
+
+
 def test_aggregations_count_items_per_day_and_report_gaps(apis: dict[str, str]) -> None:
     results = {name: _get(root + "/aggregate")[1] for name, root in apis.items()}
     assert results["embedded"] == results["pgstac"]
@@ -318,12 +325,15 @@ def test_stac_api_validator_passes_on_both_backends(apis: dict[str, str]) -> Non
         )  # fmt: skip
         out = proc.stdout + proc.stderr
         errors = out.split("Errors:", 1)[1] if "Errors:" in out else out
-        assert "Errors:" in out and errors.strip().splitlines()[0].strip() in {"- None", "None", ""}, (
+        assert "Errors:" in out and errors.strip().splitlines()[0].strip().lower() in {"none", "- none"}, (
             name,
             out[-4000:],
         )
 
 
+# pystac-client 0.9.1 checks the sort conformance URI of STAC API v1.0 while stac-fastapi 7 advertises the
+# v1.1 one: it warns DoesNotConformTo SORT and sorts anyway (the assertions check the order).
+@pytest.mark.filterwarnings("ignore::pystac_client.warnings.DoesNotConformTo")
 def test_pystac_client_with_every_parameter(apis: dict[str, str]) -> None:
     for root in apis.values():
         client = pystac_client.Client.open(root)
