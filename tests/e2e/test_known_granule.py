@@ -15,6 +15,7 @@ import pandas as pd
 import pystac
 import pytest
 import xarray as xr
+import zarr
 
 from catalog.items import create_granule_item, footprint_geometry
 from transforms.granules import parse_granule_name
@@ -89,18 +90,45 @@ def test_known_granule_is_gridded_exactly(cli, tmp_path: Path) -> None:
     np.testing.assert_array_equal(ds["count"].values, np.where(np.isnan(expected), 0, 1))
     np.testing.assert_allclose(ds["uncertainty"].values[~np.isnan(expected)], 1e-6, rtol=1e-6)
 
-    # global grid: the swath lands on both edges of the map and nowhere else
-    cli("grid", "--product", "no2", *DAY, "--lake", str(lake), "--resolution", "1")
-    (store,) = [p for p in (lake / "cubes" / "s5p-no2").glob("*global.zarr")]
-    g = xr.open_zarr(store, zarr_format=3, consolidated=True).sel(time="2020-03-03").load()
-    seen = g["count"].values > 0
-    assert seen.sum() == 6 * 20 - 3
-    lat_ok = (g["lat"].values > -3) & (g["lat"].values < 3)
-    lon = g["lon"].values
-    assert not seen[~lat_ok].any()
-    assert seen[:, lon > 170].any() and seen[:, lon < -170].any()
-    assert not seen[:, (lon > -170) & (lon < 170)].any()
-    assert g["mean"].sel(lat=0.5, lon=-179.5).item() == pytest.approx(float(np.float32(71e-6)), rel=0)
+    # footprint binning: each 1° pixel polygon covers exactly one cell, so the same exact values
+    regional = ("--resolution", "1", "--bbox", "170,-3,190,3")
+    out = cli(
+        "grid", "--product", "no2", *DAY, "--lake", str(lake), *regional, "--method", "footprint", "--force"
+    )
+    assert "1 day(s) gridded" in out.stdout
+    fp = _open_cube(lake)
+    np.testing.assert_array_equal(fp["mean"].values, expected)
+    np.testing.assert_array_equal(fp["count"].values, np.where(np.isnan(expected), 0, 1))
+    np.testing.assert_allclose(fp["weight"].values[~np.isnan(expected)], 1e12, rtol=1e-6)
+    (store,) = list((lake / "cubes" / "s5p-no2").glob("*.zarr"))
+    assert "footprint" in zarr.open_group(store, mode="r").attrs["source"]
+
+    # global grid, both methods: the swath lands on both edges of the map and nowhere else
+    for method in ("centre", "footprint"):
+        cli(
+            "grid",
+            "--product",
+            "no2",
+            *DAY,
+            "--lake",
+            str(lake),
+            "--resolution",
+            "1",
+            "--method",
+            method,
+            "--force",
+        )
+        (store,) = [p for p in (lake / "cubes" / "s5p-no2").glob("*global.zarr")]
+        g = xr.open_zarr(store, zarr_format=3, consolidated=True).sel(time="2020-03-03").load()
+        seen = g["count"].values > 0
+        assert seen.sum() == 6 * 20 - 3
+        lat_ok = (g["lat"].values > -3) & (g["lat"].values < 3)
+        lon = g["lon"].values
+        assert not seen[~lat_ok].any()
+        assert seen[:, lon > 170].any() and seen[:, lon < -170].any()
+        assert not seen[:, (lon > -170) & (lon < 170)].any()
+        assert g["mean"].sel(lat=0.5, lon=-179.5).item() == pytest.approx(float(np.float32(71e-6)), rel=0)
+        assert g["mean"].sel(lat=0.5, lon=179.5).item() == pytest.approx(float(np.float32(70e-6)), rel=0)
 
 
 def test_harvest_faults_versions_and_reruns(cli, tmp_path: Path) -> None:
