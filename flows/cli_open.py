@@ -89,7 +89,7 @@ def cube_lines(lake_url: str, name: str, meta: dict[str, Any], stac_api: str | N
                 f"items = client.search(collections=[{cid!r}], datetime={start + '/' + end!r}).item_collection()",
                 "days = [item.properties['start_datetime'][:10] for item in items]",
                 "asset = items[0].assets['zarr']  # every cube-day item carries the cube's xarray:open_kwargs",
-                "ds = xr.open_dataset(asset.get_absolute_href(), **asset.extra_fields['xarray:open_kwargs'])",
+                "ds = xr.open_dataset(asset.href, **asset.extra_fields['xarray:open_kwargs'])  # API hrefs: absolute",
             ]
             if stac_api
             else []
