@@ -147,6 +147,8 @@ def zarr_store(lake: Lake, key: str, *, read_only: bool = False) -> Any:
 
 
 def _async_fs(lake: Lake) -> Any:
+    """The async S3 filesystem Zarr uses. fsspec reuses one instance per set of options in a process, so
+    sessions are not opened (and closed on another event loop at exit) once per store."""
     import s3fs
 
-    return s3fs.S3FileSystem(asynchronous=True, skip_instance_cache=True, **lake.storage_options)
+    return s3fs.S3FileSystem(asynchronous=True, **lake.storage_options)
