@@ -75,13 +75,13 @@ def _quiet_stac_fastapi() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     postgres = _postgres_settings() if args.backend == "pgstac" else None
-    store = _store(args) if postgres is None else None
+    store: Any = _store(args) if postgres is None else None
     _quiet_stac_fastapi()
     import uvicorn
 
     from catalog.api.app import create_embedded_app, create_pgstac_app
 
-    app = create_pgstac_app(postgres) if postgres is not None else create_embedded_app(store)
+    app = create_pgstac_app(postgres) if store is None else create_embedded_app(store)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

@@ -108,7 +108,8 @@ def create_embedded_app(store: CatalogStore, *, title: str = "eolake") -> FastAP
     )
     _add_aggregations(api.app, lambda cids: engine_daily(engine, cids))
     api.app.add_middleware(InputGuard)
-    return api.app
+    app: FastAPI = api.app
+    return app
 
 
 def create_pgstac_app(postgres: PostgresSettings, *, title: str = "eolake") -> FastAPI:
@@ -130,7 +131,8 @@ def create_pgstac_app(postgres: PostgresSettings, *, title: str = "eolake") -> F
 
     _add_aggregations(api.app, daily)
     api.app.add_middleware(InputGuard)
-    return api.app
+    app: FastAPI = api.app
+    return app
 
 
 # ---- aggregations: counts per collection per day, coverage statistics ----

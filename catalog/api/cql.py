@@ -73,11 +73,13 @@ def evaluate(node: Any, index: CollectionIndex) -> Mask:
     if op == "like":
         values, present = _operand(args[0], index)
         pattern = _like_regex(args[1])
-        return present & np.array([isinstance(v, str) and bool(pattern.fullmatch(v)) for v in values], bool)
+        hits: Mask = np.array([isinstance(v, str) and bool(pattern.fullmatch(v)) for v in values], bool)
+        return present & hits
     if op == "in":
         values, present = _operand(args[0], index)
         options = {_literal(v) for v in args[1]}
-        return present & np.array([_hashable(v) in options for v in values], bool)
+        found: Mask = np.array([_hashable(v) in options for v in values], bool)
+        return present & found
     if op == "between":
         lo, hi = _literal(args[1]), _literal(args[2])
         return _compare(">=", [args[0], lo], index) & _compare("<=", [args[0], hi], index)
@@ -189,6 +191,11 @@ def _spatial(op: str, args: list[Any], index: CollectionIndex) -> Mask:
 
 
 def _temporal(op: str, args: list[Any], index: CollectionIndex) -> Mask:
+    out: Mask = _temporal_any(op, args, index)
+    return out
+
+
+def _temporal_any(op: str, args: list[Any], index: CollectionIndex) -> Any:
     prop, lit = args
     if not (isinstance(prop, dict) and prop.get("property") in _TIME_FIELDS):
         raise UnsupportedFilter("temporal operators on item datetimes only")

@@ -207,13 +207,13 @@ def apply_fields(doc: dict[str, Any], include: list[str], exclude: list[str]) ->
         doc = out
     for path in exclude:
         keys = path.split(".")
-        dst = doc
+        node: Any = doc
         for k in keys[:-1]:
-            dst = dst.get(k) if isinstance(dst, dict) else None
-            if dst is None:
+            node = node.get(k) if isinstance(node, dict) else None
+            if node is None:
                 break
-        if isinstance(dst, dict):
-            dst.pop(keys[-1], None)
+        if isinstance(node, dict):
+            node.pop(keys[-1], None)
     return doc
 
 
@@ -232,7 +232,7 @@ class StoreCatalog:
 
     # loading
     def _stamp(self, cid: str) -> Any:
-        stamps = []
+        stamps: list[Any] = []
         for path in (self.store.items_path(cid), self.store._collection_path(cid)):
             try:
                 info = self.store.fs.info(path)

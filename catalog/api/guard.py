@@ -77,9 +77,10 @@ def bbox_to_intersects(b: list[float]) -> dict[str, Any] | None:
     w, s, e, n = b
     if w <= e:
         return None
-    return shapely.geometry.mapping(
+    shape: dict[str, Any] = shapely.geometry.mapping(
         shapely.MultiPolygon([shapely.box(w, s, 180.0, n), shapely.box(-180.0, s, e, n)])
     )
+    return shape
 
 
 def check_intersects(raw: Any) -> dict[str, Any]:
@@ -182,6 +183,7 @@ def check_sortby(raw: Any) -> Any:
         return raw
     if isinstance(fields, list) and all(isinstance(f, dict) for f in fields):
         for f in fields:
+            assert isinstance(f, dict)
             if not isinstance(f.get("field"), str) or not _SORT_FIELD.match(f["field"]):
                 raise BadInput(f"invalid sortby {f!r}: each needs a field name")
             if str(f.get("direction", "asc")).lower() not in {"asc", "desc"}:
