@@ -30,6 +30,11 @@ EXPORT_FORMATS = ("carbon-monitor",)
 def cmd_derive(args: argparse.Namespace) -> None:
     _check_period(args)
     lake = _lake(args.lake, create=False)
+    from infra.emissions import committed_in_period
+    from transforms.grid import GridSpec
+
+    grid = GridSpec.snapped(args.resolution, args.bbox)
+    committed_in_period(lake, product=args.product, grid=grid, start=args.start, end=args.end)  # or exit 2
     _prefect_env()
     from flows.emissions import derive_daily_emissions
 

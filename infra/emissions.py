@@ -75,13 +75,7 @@ def derive_release(
     inputs). Days of the period the cube lacks (never gridded, uncommitted) are gap-filled and flagged;
     a period without any committed day is an error."""
     spec = cube_spec(product, grid)
-    days = committed_days(lake, spec)
-    days = days[(pd.to_datetime(days["day"]).dt.date >= start) & (pd.to_datetime(days["day"]).dt.date <= end)]
-    if days.empty:
-        raise InputError(
-            f"no committed {product} cube days on grid {grid.grid_id} between {start} and {end}; "
-            "run `eolake grid` for that period and grid first"
-        )
+    days = committed_in_period(lake, product=product, grid=grid, start=start, end=end)
     fingerprint = _fingerprint(days, start, end, grid)
     for release in reversed(list_releases(lake)):
         meta = _release_meta(lake, release)
@@ -148,6 +142,21 @@ def derive_release(
         "key": release_key(release),
         "diff": diff,
     }
+
+
+def committed_in_period(
+    lake: Lake, *, product: str, grid: GridSpec, start: dt.date, end: dt.date
+) -> pd.DataFrame:
+    """The cube's committed days within ``start``…``end``; InputError (saying what to run) if there are none."""
+    days = committed_days(lake, cube_spec(product, grid))
+    day = pd.to_datetime(days["day"]).dt.date
+    days = days[(day >= start) & (day <= end)]
+    if days.empty:
+        raise InputError(
+            f"no committed {product} cube days on grid {grid.grid_id} between {start} and {end}; "
+            "run `eolake grid` for that period, resolution and bbox first"
+        )
+    return days
 
 
 def _new_release_id(lake: Lake) -> str:

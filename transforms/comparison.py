@@ -25,8 +25,8 @@ MIN_MEAN_COVERAGE = 0.5
 GOAL_CORRELATION = 0.9
 GOAL_ABS_BIAS = 0.03
 GOAL_STEP_ERROR_PP = 5.0
-#: A step change: at least STEP_MIN_DAYS consecutive days whose weekly-adjusted truth departs from the
-#: country's median by more than STEP_THRESHOLD (same sign).
+#: A step change: at least STEP_MIN_DAYS consecutive days whose weekly-adjusted mean departs from the mean of
+#: the other days by more than STEP_THRESHOLD (relative); see detect_steps.
 STEP_THRESHOLD = 0.10
 STEP_MIN_DAYS = 5
 #: Days on either side of a step used as its reference level.
@@ -139,35 +139,56 @@ def _weekly_factors(series: pd.Series) -> np.ndarray:
 
 
 def detect_steps(
-    series: pd.Series, *, threshold: float = STEP_THRESHOLD, min_days: int = STEP_MIN_DAYS
+    series: pd.Series,
+    *,
+    threshold: float = STEP_THRESHOLD,
+    min_days: int = STEP_MIN_DAYS,
+    max_steps: int = 3,
 ) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    """Step changes in a daily truth series (index: dates): runs of at least ``min_days`` days whose value,
-    divided by the weekday's typical factor, departs from the median by more than ``threshold`` (one sign).
-    A single day back inside the band does not end a run."""
+    """Step changes in a daily truth series (index: dates), as (first day, last day) windows.
+
+    The series is divided by its weekday factors (median per weekday over the median), then the window of at
+    least ``min_days`` days that best separates its mean from the mean of the other days (the largest
+    |difference| × sqrt(n_in·n_out/n), an "epidemic" change-point statistic) is taken if the two means differ
+    by more than ``threshold`` (relative); repeated on the remaining days up to ``max_steps`` times. At least
+    ``min_days`` days must stay outside every window as the reference.
+    """
     series = series.dropna()
-    if len(series) < 2 * min_days:
+    n = len(series)
+    if n < 2 * min_days:
         return []
     factors = _weekly_factors(series)
-    adjusted = series / factors[pd.DatetimeIndex(series.index).day_of_week]
-    z = adjusted.to_numpy() / float(adjusted.median()) - 1.0
-    sign = np.where(z > threshold, 1, np.where(z < -threshold, -1, 0))
+    z = (series / factors[pd.DatetimeIndex(series.index).day_of_week]).to_numpy(dtype=np.float64)
+    free = np.ones(n, dtype=bool)  # days not yet inside a window
     out: list[tuple[pd.Timestamp, pd.Timestamp]] = []
-    for direction in (-1, 1):
-        hit = sign == direction
-        # bridge single-day holes
-        bridged = hit.copy()
-        bridged[1:-1] |= hit[:-2] & hit[2:]
-        i = 0
-        while i < len(bridged):
-            if not bridged[i]:
-                i += 1
+    for _ in range(max_steps):
+        best: tuple[float, int, int] | None = None
+        total, count = float(z[free].sum()), int(free.sum())
+        for i in range(n):
+            if not free[i]:
                 continue
-            j = i
-            while j + 1 < len(bridged) and bridged[j + 1]:
-                j += 1
-            if j - i + 1 >= min_days:
-                out.append((pd.Timestamp(series.index[i]), pd.Timestamp(series.index[j])))
-            i = j + 1
+            s_in = 0.0
+            for j in range(i, n):
+                if not free[j]:
+                    break
+                s_in += z[j]
+                n_in = j - i + 1
+                n_out = count - n_in
+                if n_in < min_days:
+                    continue
+                if n_out < min_days:
+                    break
+                m_in, m_out = s_in / n_in, (total - s_in) / n_out
+                if m_out <= 0 or abs(m_in / m_out - 1.0) <= threshold:
+                    continue
+                score = abs(m_in - m_out) * math.sqrt(n_in * n_out / count)
+                if best is None or score > best[0]:
+                    best = (score, i, j)
+        if best is None:
+            break
+        _, i, j = best
+        free[i : j + 1] = False
+        out.append((pd.Timestamp(series.index[i]), pd.Timestamp(series.index[j])))
     return sorted(out)
 
 

@@ -35,7 +35,7 @@ from transforms.regions import EU27, ROW_EXCLUDES, Country, mask_countries
 from transforms.truth import SECTORS
 from transforms.zonal import observed_sums
 
-METHOD_VERSION = "0.1.0"
+METHOD_VERSION = "0.2.0"
 NO2_OBSERVABLE_SECTORS: tuple[str, ...] = ("Power", "Industry", "Ground Transport")
 
 #: Clean-air tropospheric NO2 column, mol m-2 (~9e14 molec cm-2, typical of remote mid-latitude land).
@@ -64,6 +64,13 @@ DEFAULT_MIN_COVERAGE = 0.3
 SHARE_REL_UNCERTAINTY = 0.10
 #: 1σ relative uncertainty of profile-only sectors (inventory / 365 × profile).
 PROFILE_REL_UNCERTAINTY = {"Residential": 0.20, "Domestic Aviation": 0.15, "International Aviation": 0.15}
+#: Assumed day-to-day variability of a country's observable emissions around the prior's weekly/seasonal
+#: shape (1σ, relative; Carbon Monitor's daily activity data move by a few % from day to day).
+DAILY_VARIABILITY = 0.03
+#: Error of one day's inferred level beyond retrieval noise (1σ, relative): pixel sampling of the plumes,
+#: the cell-mean vs model-grid mismatch and the neighbours' spill-over. Set from the OSSE residuals
+#: (Germany: 2.2% actual vs 0.8% retrieval error); a real-data validation must re-estimate it.
+REPRESENTATION_ERROR = 0.03
 #: Gap-filled values: interpolated 1σ × this factor; no observations at all: inventory profile ± 30%.
 GAP_FILL_UNCERTAINTY_FACTOR = 1.5
 _NO_DATA_REL_UNCERTAINTY = 0.30
@@ -422,26 +429,30 @@ def _inventory_table(inventory: pd.DataFrame, countries: Sequence[Country]) -> t
 
 def _footprints(
     grid: GridSpec,
-    values: np.ndarray,
+    compact: np.ndarray,
     weight: np.ndarray,
     reff: np.ndarray,
-    present: np.ndarray,
     sigma_km: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per unit observable CO2 (1 MtCO2/day) of each present country: the column enhancement on its own cells
-    (dims (lat, lon), mol m-2) and the full-coverage cross matrix m[c, c'] = Σ_{i∈c} w_i H_c'(i) (mol m-2).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per unit observable CO2 (1 MtCO2/day) of each country (``compact``: its index 0..p-1 per cell, -1
+    none; ``reff`` per index): the column enhancement H_c on its own cells (dims (lat, lon), mol m-2), and the
+    neighbour layers (index, value), dims (layer, lat, lon): per cell, every other country k whose plume
+    reaches it (by more than 0.1% of k's strongest own-cell term) with w_i·H_k(i) (mol m-2).
     """
-    n = values.max() + 1 if values.size else 0
+    p = int(compact.max()) + 1 if compact.size and compact.max() >= 0 else 0
     self_h = np.zeros(grid.shape)
-    cross = np.zeros((n, n))
     area = grid.cell_area_km2()
     lat = grid.lat()
     n_lat, n_lon = grid.shape
     west, _, east, _ = grid.bounds
     is_global = east - west >= 360.0 - 1e-9
     r_lat = math.ceil(4.0 * sigma_km / (_KM_PER_DEGREE * grid.resolution)) + 1
-    for k in present:
-        rows, cols = np.nonzero(values == k)
+    cell_ids = np.arange(compact.size).reshape(grid.shape)
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for k in range(p):
+        rows, cols = np.nonzero(compact == k)
+        if rows.size == 0:
+            continue
         r0, r1 = max(rows.min() - r_lat, 0), min(rows.max() + r_lat + 1, n_lat)
         coslat = max(float(np.cos(np.radians(np.abs(lat[r0:r1]).max()))), 0.05)
         r_lon = math.ceil(r_lat / coslat)
@@ -449,13 +460,27 @@ def _footprints(
         periodic = is_global and (c0 < 0 or c1 > n_lon)
         c0, c1 = (0, n_lon) if periodic else (max(c0, 0), min(c1, n_lon))
         win = (slice(r0, r1), slice(c0, c1))
-        own = values[win] == k
+        own = compact[win] == k
         src = np.where(own, weight[win], 0.0) / area[win]
         h = COLUMN_PER_NOX_DENSITY * reff[k] * _smooth(src, lat[r0:r1], grid.resolution, sigma_km, periodic)
         self_h[win][own] = h[own]
-        land = values[win] >= 0
-        cross[:, k] = np.bincount(values[win][land], weights=(weight[win] * h)[land], minlength=n)
-    return self_h, cross
+        wh = weight[win] * h
+        tol = 1e-3 * float(wh[own].max()) if own.any() else 0.0
+        other = (compact[win] >= 0) & ~own & (wh > tol)
+        found.append((cell_ids[win][other], np.full(int(other.sum()), k), wh[other]))
+    cells = np.concatenate([f[0] for f in found]) if found else np.zeros(0, dtype=np.int64)
+    owner = np.concatenate([f[1] for f in found]) if found else np.zeros(0, dtype=np.int64)
+    value = np.concatenate([f[2] for f in found]) if found else np.zeros(0)
+    order = np.argsort(cells, kind="stable")
+    cells, owner, value = cells[order], owner[order], value[order]
+    first = np.searchsorted(cells, cells, side="left")
+    slot = np.arange(cells.size) - first  # rank of the neighbour within its cell
+    n_layers = int(slot.max()) + 1 if slot.size else 0
+    nb_idx = np.full((n_layers, compact.size), -1, dtype=np.int32)
+    nb_wh = np.zeros((n_layers, compact.size), dtype=np.float64)
+    nb_idx[slot, cells] = owner
+    nb_wh[slot, cells] = value
+    return self_h, nb_idx.reshape(n_layers, *grid.shape), nb_wh.reshape(n_layers, *grid.shape)
 
 
 def _day_to_day(y: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -467,6 +492,23 @@ def _day_to_day(y: np.ndarray, ok: np.ndarray) -> np.ndarray:
         level = float(np.mean(y[ok[:, k], k])) if ok[:, k].any() else 0.0
         out[k] = float(np.sqrt(np.mean(diffs**2))) if diffs.size >= 2 else 0.1 * level
     return out
+
+
+def _regularise(y: np.ndarray, sigma: np.ndarray, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink each day's level (y / prior shape; dims (time, country)) towards the median of it and its two
+    neighbours, by the gain ν² / (ν² + σ² + τ²): ν = :data:`DAILY_VARIABILITY`, σ the day's retrieval 1σ,
+    τ = :data:`REPRESENTATION_ERROR` (both relative to the local median). A median keeps step changes; a
+    precise day keeps about half of its own departure, a noisy one little. Returns y and the posterior 1σ
+    √(gain · (σ² + τ²)), both MtCO2/day."""
+    level = y / shape
+    padded = np.concatenate([level[:1], level, level[-1:]])
+    local = np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
+    nu2 = (DAILY_VARIABILITY * local) ** 2
+    err2 = (sigma / shape) ** 2 + (REPRESENTATION_ERROR * local) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gain = np.where(nu2 + err2 > 0, nu2 / (nu2 + err2), 0.0)
+    out = (local + gain * (level - local)) * shape
+    return out, np.sqrt(gain * err2) * shape
 
 
 def _fill_gaps(y: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -509,14 +551,16 @@ def derive_emissions(
     2. The same mean for 1 MtCO2/day of the country's observable sectors, over the same cells: g = Σ_obs w H_c
        / Σ_obs w, with H_c from the shared conversion (:data:`COLUMN_PER_NOX_DENSITY`, NOx ratios, kernel).
        Neighbours' NO2 spilling over borders is removed by solving A_c = g_c Y_c + Σ_c'≠c m[c,c'] Y_c' for
-       all countries of the domain at once (m: full-coverage cross terms), giving Y, the observable total.
+       all countries at once (m[c,c'] = Σ w·H_c' / Σ w over c's cells observed that day),
+       giving Y, the observable total, scaled by the day's NOx/CO2 mix (prior sector shapes).
     3. Days with coverage < ``min_coverage`` are gap-filled by linear interpolation between neighbouring
        good days of Y divided by the prior's day-of-week/seasonal shape (``gap_filled=True``); a country
        never observed falls back to its inventory profile (``source="inventory_profile"``). Never silent
-       zeros.
-    4. Y is split over Power/Industry/Ground Transport with the inventory's shares. Residential and aviation
-       follow inventory / 365 × the method's weekly/seasonal profile (``source="profile"``); countries absent
-       from the inventory use ROW's sector split scaled to their observed mean (``"default_share_profile"``).
+       zeros. Each day's level is then shrunk towards the median of it and its neighbours
+       (:func:`_regularise`: gain ν²/(ν²+σ²+τ²), so precise days follow the data and steps are kept).
+    4. Y is split over Power/Industry/Ground Transport with the inventory's shares × the prior's profiles.
+       Residential and aviation follow inventory / 365 × the method's weekly/seasonal profile
+       (``source="profile"``); countries absent from the inventory use ROW's sector split scaled to their observed mean (``"default_share_profile"``).
 
     Uncertainty (1σ, MtCO2/day): retrieval noise Σ_obs w²σ² propagated through the solve, ⊕ 10% sector-share
     uncertainty for observable sectors; gap-filled days: the interpolated 1σ × 1.5 ⊕ the series' RMS
@@ -556,19 +600,22 @@ def derive_emissions(
     weight = np.zeros(grid.shape)
     for j in range(len(NO2_OBSERVABLE_SECTORS)):
         weight[land] += nox_share[values[land], j] * p[j][land]
-    self_h, cross = _footprints(grid, values, weight, reff, present, smoothing_km)
-
+    compact = np.full(n + 1, -1, dtype=np.int32)  # mask index → position in ``present`` (-1: none)
+    compact[present] = np.arange(present.size, dtype=np.int32)
+    regions = np.where(values >= 0, compact[np.where(values >= 0, values, n)], -1).astype(np.int32)
+    self_h, nb_idx, nb_wh = _footprints(grid, regions, weight, reff[present], smoothing_km)
     sums = observed_sums(
         cube["mean"].data,
         cube["count"].data,
         cube["uncertainty"].data,
-        regions=values,
+        regions=regions,
         weight=weight,
         footprint=self_h,
         background=background,
-        n=n,
-    )[:, :, present]
-    cross = cross[np.ix_(present, present)]
+        n=present.size,
+        neighbours=(nb_idx, nb_wh),
+    )
+    cross_obs = sums[:, 4:, :]  # (time, c, k): Σ over c's observed cells of w·H_k
     sw, s1, sh, sv = (sums[:, q, :] for q in range(4))
     with np.errstate(invalid="ignore", divide="ignore"):
         coverage = np.clip(sw, 0.0, 1.0)
@@ -590,18 +637,31 @@ def derive_emissions(
     first = _fill_gaps(np.nan_to_num(first) / shape, ok) * shape
     y = np.zeros_like(first)
     sigma = np.zeros_like(first)
-    off = cross - np.diag(np.diag(cross))
     for d in range(y.shape[0]):
         good = ok[d]
         if not good.any():
             continue
+        with np.errstate(invalid="ignore", divide="ignore"):  # rows of unobserved countries are unused
+            off = cross_obs[d] / sw[d][:, None]  # neighbours' part of each country's observed mean
         matrix = off[np.ix_(good, good)] + np.diag(g[d, good])
         rhs = a[d, good] - off[np.ix_(good, ~good)] @ first[d, ~good]
         inverse = np.linalg.inv(matrix)
         y[d, good] = inverse @ rhs
         sigma[d, good] = np.sqrt((inverse**2) @ var_a[d, good])
+    # the day's NOx/CO2 ratio follows the prior's sector mix (traffic dips more at weekends than power)
+    mix = np.stack(
+        [
+            [shares[k, j] * _prior_factor(dates, s, h) for j, s in enumerate(NO2_OBSERVABLE_SECTORS)]
+            for k, h in zip(present, hemispheres, strict=True)
+        ]
+    ).reshape(len(present), len(NO2_OBSERVABLE_SECTORS), len(dates))  # (country, sector, time)
+    daily_shares = mix / np.maximum(mix.sum(axis=1, keepdims=True), 1e-12)
+    reff_day = (daily_shares * r[present][:, :, None]).sum(axis=1)  # (country, time)
+    ratio = np.where(reff_day > 0, reff[present][:, None] / np.where(reff_day > 0, reff_day, 1.0), 1.0).T
+    y, sigma = y * ratio, sigma * ratio
     y = np.maximum(_fill_gaps(y / shape, ok) * shape, 0.0)
     sigma = _fill_gaps(sigma / shape, ok) * shape
+    y, sigma = _regularise(y, sigma, shape)
     gap = ~ok
     sigma = np.where(gap, np.hypot(sigma * GAP_FILL_UNCERTAINTY_FACTOR, _day_to_day(y, ok)[None, :]), sigma)
 
@@ -624,7 +684,7 @@ def derive_emissions(
             scale = float(yk.mean() * 365.0 / max(obs_annual[k].sum(), 1e-12)) if yk.size else 0.0
         for j, sector in enumerate(SECTORS):
             if sector in NO2_OBSERVABLE_SECTORS:
-                share = shares[k, NO2_OBSERVABLE_SECTORS.index(sector)]
+                share = daily_shares[col, NO2_OBSERVABLE_SECTORS.index(sector)]
                 value = yk * share
                 unc = np.hypot(sk * share, value * SHARE_REL_UNCERTAINTY)
                 source = "inventory_profile" if never else "no2_activity"

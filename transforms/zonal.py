@@ -58,10 +58,20 @@ def _sum_kernel(values: Any, regions: Any, runs: Any, n: int) -> Any:  # pragma:
 
 @_jit
 def _observed_kernel(
-    mean: Any, count: Any, unc: Any, regions: Any, weight: Any, footprint: Any, background: float, n: int
+    mean: Any,
+    count: Any,
+    unc: Any,
+    regions: Any,
+    weight: Any,
+    footprint: Any,
+    nb_idx: Any,
+    nb_wh: Any,
+    background: float,
+    n: int,
 ) -> Any:  # pragma: no cover - compiled
     nt, ny, nx = mean.shape
-    out = np.zeros((nt, 4, n))
+    n_layers = nb_idx.shape[0]
+    out = np.zeros((nt, 4 + n, n))
     for t in range(nt):
         for y in range(ny):
             for x in range(nx):
@@ -79,6 +89,11 @@ def _observed_kernel(
                 out[t, 1, k] += w * (v - background)
                 out[t, 2, k] += w * footprint[y, x]
                 out[t, 3, k] += w * w * s * s
+                for j in range(n_layers):
+                    other = nb_idx[j, y, x]
+                    if other < 0:
+                        break
+                    out[t, 4 + k, other] += nb_wh[j, y, x]
     return out
 
 
@@ -127,12 +142,17 @@ def _block_observed(
     regions: np.ndarray,
     weight: np.ndarray,
     footprint: np.ndarray,
-    *,
+    *layers: np.ndarray,
     background: float,
     n: int,
 ) -> np.ndarray:
-    out: np.ndarray = _observed_kernel(mean, count, unc, regions, weight, footprint, background, n)
-    return out.reshape(out.shape[0], 1, 1, 4 * n)
+    half = len(layers) // 2
+    nb_idx = np.stack(layers[:half]) if half else np.full((0, *regions.shape), -1, dtype=np.int16)
+    nb_wh = np.stack(layers[half:]) if half else np.zeros((0, *regions.shape), dtype=np.float32)
+    out: np.ndarray = _observed_kernel(
+        mean, count, unc, regions, weight, footprint, nb_idx, nb_wh, background, n
+    )
+    return out.reshape(out.shape[0], 1, 1, (4 + n) * n)
 
 
 def observed_sums(
@@ -145,37 +165,62 @@ def observed_sums(
     footprint: np.ndarray,
     background: float,
     n: int,
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """The four per-day, per-region sums the emissions inversion needs, over observed cells only.
+    """The per-day, per-region sums the emissions inversion needs, over observed cells only.
 
-    Dims of the result (time, 4, region), float64: Σw, Σw·(V − background), Σw·H and Σw²σ², over cells with
-    ``count > 0`` and a finite ``mean`` (V, mol m-2); a non-finite ``uncertainty`` (σ) counts as 0. ``mean``,
-    ``count``, ``uncertainty``: dims (time, lat, lon), numpy or dask (one graph over the chunks of
-    ``mean``; the (time, 4, region) result is small and is computed here). ``weight`` (unitless) and
-    ``footprint`` (H, mol m-2 per MtCO2/day): dims (lat, lon).
+    Dims of the result (time, 4 + region, region), float64. ``[:, 0:4, c]``: Σw, Σw·(V − background), Σw·H
+    and Σw²σ² over the observed cells of region c (``count > 0`` and a finite ``mean`` V, mol m-2; a
+    non-finite ``uncertainty`` σ counts as 0). ``[:, 4 + c, k]``: Σ over the same cells of the neighbour
+    terms of region k, given as ``neighbours = (index, value)``, dims (layer, lat, lon): per cell up to
+    "layer" other regions (index, int; -1 ends a cell's list) and their term (e.g. w·H_k, mol m-2).
+    ``mean``, ``count``, ``uncertainty``: dims (time, lat, lon), numpy or dask (one graph over the chunks of
+    ``mean``; the small result is computed here). ``weight`` (unitless) and ``footprint`` (H, mol m-2 per
+    MtCO2/day): dims (lat, lon).
     """
     regions = np.asarray(regions)
     _check(tuple(mean.shape), regions)
     regions = regions.astype(np.int32, copy=False)
     weight = np.asarray(weight, dtype=np.float64)
     footprint = np.asarray(footprint, dtype=np.float64)
+    if neighbours is None:
+        layers: list[np.ndarray] = []
+    else:
+        nb_idx, nb_wh = (np.asarray(a) for a in neighbours)
+        if nb_idx.shape != nb_wh.shape or nb_idx.shape[1:] != regions.shape:
+            raise InputError(
+                f"neighbour layers {nb_idx.shape}/{nb_wh.shape} do not match the mask {regions.shape}"
+            )
+        layers = [*nb_idx, *nb_wh]
     kwargs: dict[str, Any] = {"background": float(background), "n": n}
     if not any(isinstance(a, da.Array) for a in (mean, count, uncertainty)):
         eager = _block_observed(
-            np.asarray(mean), np.asarray(count), np.asarray(uncertainty), regions, weight, footprint, **kwargs
+            np.asarray(mean),
+            np.asarray(count),
+            np.asarray(uncertainty),
+            regions,
+            weight,
+            footprint,
+            *layers,
+            **kwargs,
         )
-        return eager[:, 0, 0, :].reshape(-1, 4, n)
+        return eager[:, 0, 0, :].reshape(-1, 4 + n, n)
     lazy = da.asarray(mean)  # type: ignore[no-untyped-call]
     chunks = lazy.chunks
     count_l = da.asarray(count).rechunk(chunks)  # type: ignore[no-untyped-call]
     unc_l = da.asarray(uncertainty).rechunk(chunks)  # type: ignore[no-untyped-call]
-    statics = [da.from_array(a, chunks=chunks[1:]) for a in (regions, weight, footprint)]  # type: ignore[no-untyped-call]
+    statics = [
+        da.from_array(a, chunks=chunks[1:])  # type: ignore[no-untyped-call]
+        for a in (regions, weight, footprint, *layers)
+    ]
+    pairs: list[Any] = []
+    for a in statics:
+        pairs += [a, "yx"]
     parts = da.blockwise(  # type: ignore[no-untyped-call]
         _block_observed, "tyxk",
-        lazy, "tyx", count_l, "tyx", unc_l, "tyx",
-        statics[0], "yx", statics[1], "yx", statics[2], "yx",
-        new_axes={"k": 4 * n}, adjust_chunks={"y": 1, "x": 1}, dtype=np.float64,
+        lazy, "tyx", count_l, "tyx", unc_l, "tyx", *pairs,
+        new_axes={"k": (4 + n) * n}, adjust_chunks={"y": 1, "x": 1}, dtype=np.float64,
         meta=np.empty((0, 0, 0, 0)), **kwargs,
     )  # fmt: skip
-    result: np.ndarray = np.asarray(parts.sum(axis=(1, 2)).compute()).reshape(-1, 4, n)
+    result: np.ndarray = np.asarray(parts.sum(axis=(1, 2)).compute()).reshape(-1, 4 + n, n)
     return result

@@ -59,11 +59,25 @@ def test_observed_sums_follow_their_definition() -> None:
         ],
         axis=1,
     )
+    # two neighbour layers: cells list up to two other regions (the second only where the first is set)
+    nb_idx = rng.integers(-1, n, size=(2, *regions.shape)).astype(np.int32)
+    nb_idx[1, nb_idx[0] < 0] = -1
+    nb_wh = rng.random((2, *regions.shape))
+    cross = np.zeros((values.shape[0], n, n))
+    for t in range(values.shape[0]):
+        for layer in range(2):
+            use = ok[t] & (nb_idx[layer] >= 0)
+            np.add.at(cross[t], (regions[use], nb_idx[layer][use]), nb_wh[layer][use])
     kwargs = {"regions": regions, "weight": weight, "footprint": foot, "background": 0.5, "n": n}
-    np.testing.assert_allclose(observed_sums(values, count, unc, **kwargs), expected, rtol=1e-10)
+    eager = observed_sums(values, count, unc, **kwargs, neighbours=(nb_idx, nb_wh))
+    assert eager.shape == (values.shape[0], 4 + n, n)
+    np.testing.assert_allclose(eager[:, :4], expected, rtol=1e-10)
+    np.testing.assert_allclose(eager[:, 4:], cross, rtol=1e-10)
+    np.testing.assert_array_equal(observed_sums(values, count, unc, **kwargs)[:, 4:], 0.0)
     chunked = [da.from_array(a, chunks=(4, 20, 20)) for a in (values, count, unc)]
     with dask.config.set(scheduler="threads"):
-        np.testing.assert_allclose(observed_sums(*chunked, **kwargs), expected, rtol=1e-10)
+        lazy = observed_sums(*chunked, **kwargs, neighbours=(nb_idx, nb_wh))
+    np.testing.assert_allclose(lazy, eager, rtol=1e-10)
 
 
 def test_mismatched_shapes_say_the_fix() -> None:
