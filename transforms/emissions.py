@@ -560,11 +560,13 @@ def derive_emissions(
        (:func:`_regularise`: gain ν²/(ν²+σ²+τ²), so precise days follow the data and steps are kept).
     4. Y is split over Power/Industry/Ground Transport with the inventory's shares × the prior's profiles.
        Residential and aviation follow inventory / 365 × the method's weekly/seasonal profile
-       (``source="profile"``); countries absent from the inventory use ROW's sector split scaled to their observed mean (``"default_share_profile"``).
+       (``source="profile"``); countries absent from the inventory use ROW's sector split scaled to their
+       observed mean (``"default_share_profile"``).
 
-    Uncertainty (1σ, MtCO2/day): retrieval noise Σ_obs w²σ² propagated through the solve, ⊕ 10% sector-share
-    uncertainty for observable sectors; gap-filled days: the interpolated 1σ × 1.5 ⊕ the series' RMS
-    day-to-day change; profile sectors ± 15-20%. Transport-model and
+    Uncertainty (1σ, MtCO2/day): retrieval noise Σ_obs w²σ² propagated through the solve ⊕ the 3%
+    representation error, reduced by the regularisation, ⊕ 10% sector-share uncertainty for observable
+    sectors; gap-filled days: the interpolated 1σ × 1.5 ⊕ the series' RMS day-to-day change; profile sectors
+    ± 15-20%. Transport-model and
     NOx-ratio errors are not included (an OSSE shares them). Aggregates, ``is_aggregate=True``, uncertainty
     added in quadrature, never counted twice: WORLD (sum over the countries in the grid: the domain total for
     regional runs), EU27 (its members present) and ROW (WORLD minus the countries Carbon Monitor lists
