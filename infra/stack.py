@@ -163,6 +163,9 @@ def up(state: Path, *, dask_workers: int = 2, extra_env: dict[str, str] | None =
     base.update(extra_env or {})
     base.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     base.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    base.setdefault(
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER", "json"
+    )  # structured logs: one JSON object a line
 
     if "s3" not in services:
         port = free_port()

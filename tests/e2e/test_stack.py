@@ -104,6 +104,14 @@ def test_stack_up_deploy_run_schedule_down(tmp_path: Path) -> None:
         )
         assert run.returncode == 0 and "Completed" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
 
+        # logs are structured: the worker's flow-run records are JSON objects
+        records = [
+            json.loads(line)
+            for line in Path(services["worker"].log).read_text().splitlines()
+            if line.startswith("{")
+        ]
+        assert any(r["name"] == "prefect.flow_runs" and r.get("flow_run_id") for r in records)
+
         # a schedule fires and its run completes
         sched = _prefect(
             client,
