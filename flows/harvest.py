@@ -11,12 +11,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.artifacts import report_harvest, timed
+from flows.progress import completed
 from flows.retries import RETRIES, RETRY_DELAYS_S, retry_condition
 from flows.windows import resolve_window, writer_lock
 from infra.harvest import days_touched, failed_row, harvest_granule, plan_harvest, resolve_versions
 from infra.ledger import read_granules, upsert_granules
 from infra.publish import publish_granules
-from infra.settings import get_settings
 from infra.sources import UpstreamGranule, find_granules
 from infra.storage import open_lake
 from transforms.errors import SourceError
@@ -56,20 +56,16 @@ def _harvest(source: str, product: str, start: dt.date, end: dt.date, lake: str 
     ledger = read_granules(the_lake)
     todo = plan_harvest(upstream, ledger)
     prior = dict(zip(ledger["granule_id"], ledger["attempts"], strict=True))
-    limit = max(1, get_settings().harvest_concurrency)
+    attempts = {g.granule_id: int(prior.get(g.granule_id) or 0) + 1 for g in todo}
+    submitted = [(fetch_task.submit(g, the_lake.url, source, attempts[g.granule_id]), g) for g in todo]
+    granule_of = {id(fut): g for fut, g in submitted}
     rows: list[dict[str, Any]] = []
-    for batch_start in range(0, len(todo), limit * 8):
-        batch = todo[batch_start : batch_start + limit * 8]
-        futures = [
-            fetch_task.submit(g, the_lake.url, source, int(prior.get(g.granule_id) or 0) + 1) for g in batch
-        ]
-        for g, fut in zip(batch, futures, strict=True):
-            try:
-                rows.append(fut.result())
-            except SourceError as exc:
-                rows.append(
-                    failed_row(g, source=source, error=exc, attempts=int(prior.get(g.granule_id) or 0) + 1)
-                )
+    for fut in completed([fut for fut, _ in submitted], f"fetching {len(todo)} granules"):
+        g = granule_of[id(fut)]
+        try:
+            rows.append(fut.result())
+        except SourceError as exc:
+            rows.append(failed_row(g, source=source, error=exc, attempts=attempts[g.granule_id]))
     with writer_lock(product):  # state, then catalog: one writer per product at a time
         ledger = upsert_granules(the_lake, rows)
         changes = resolve_versions(ledger)

@@ -9,6 +9,7 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.progress import completed
 from infra.archive import simulate_day, write_archive_catalog
 from infra.scenario import load_truth
 from transforms.truth import COLUMNS
@@ -41,7 +42,8 @@ def simulate_archive(
     table = load_truth(truth, start=start, end=end, bounds=bbox)
     days = pd.date_range(start, end, freq="D").date
     futures = [simulate_day_task.submit(archive, day, _rows_of(table, day), bbox, seed) for day in days]
-    items = [item for f in futures for item in f.result()]
+    items = [item for f in completed(futures, "simulating days") for item in f.result()]
+    items.sort(key=lambda i: i["id"])
     catalog = write_archive_catalog(archive, items)
     return {"catalog": catalog, "granules": len(items), "days": len(days)}
 
