@@ -89,8 +89,7 @@ def cube_lines(lake_url: str, name: str, meta: dict[str, Any], stac_api: str | N
                 f"found = client.search(collections=[{cid!r}], datetime={start + '/' + end!r})",
                 "items = found.item_collection_as_dict()['features']  # hrefs as the API serves them",
                 "days = [item['properties']['start_datetime'][:10] for item in items]",
-                "asset = items[0]['assets']['zarr']  # every cube-day item carries the cube's xarray:open_kwargs",
-                "ds = xr.open_dataset(asset['href'], **asset['xarray:open_kwargs'])",
+                "open_kwargs = items[0]['assets']['zarr']['xarray:open_kwargs']  # on every cube-day item",
             ]
             if stac_api
             else []
