@@ -234,15 +234,15 @@ def test_stac_entries_with_pystac(fresh_python: Path, lake: Path, stac_api: str,
 def test_pystac_client_search_to_xarray(
     cli_env: dict[str, str], lake: Path, stac_api: str, tmp_path: Path
 ) -> None:
-    """``eolake open <cube> --stac-api``: pystac-client searches the API and opens an item's asset with its
-    xarray-assets open kwargs; the printed script runs as it is."""
+    """``eolake open <cube> --stac-api``: pystac-client searches the lake's API for the cube's days, whose
+    items carry the xarray-assets open kwargs the cube opens with; the printed script runs as it is."""
     cube = next(n for n in _entry_names(str(lake), {}) if n.startswith("s5p_no2"))
     script = Cli(dict(cli_env), tmp_path)("open", cube, "--lake", str(lake), "--stac-api", stac_api).stdout
     assert "client.search(" in script and "xarray:open_kwargs" in script
-    got = run_python(
-        sys.executable, script + "\nprint(json.dumps({'days': days, 'time': ds.sizes['time']}))", tmp_path
-    )
+    check = "\nprint(json.dumps({'days': days, 'kwargs': open_kwargs, 'time': ds.sizes['time']}))"
+    got = run_python(sys.executable, script + check, tmp_path)
     assert got["days"] == ["2020-03-02", "2020-03-03", "2020-03-04"] and got["time"] > 3
+    assert got["kwargs"]["engine"] == "zarr" and got["kwargs"]["chunks"] == {}
 
 
 def _entry_names(lake_url: str, env: dict[str, str]) -> list[str]:
