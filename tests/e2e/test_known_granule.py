@@ -177,3 +177,26 @@ def test_harvest_faults_versions_and_reruns(cli, tmp_path: Path) -> None:
         "grid", "--product", "no2", *DAY, "--lake", str(lake), "--resolution", "1", "--bbox", "170,-3,190,3"
     ).stdout
     assert "0 day(s) gridded, 1 unchanged" in regrid
+
+    # census: a granule published upstream since the harvest is missing; the others are accounted for
+    late = files / "S5P_OFFL_L2__NO2____20200303T064017_20200303T082147_12370_01_010302_20200306T104215.nc"
+    shutil.copy(KNOWN, late)
+    source2 = _static_catalog(
+        tmp_path / "upstream2",
+        [good, rpro, corrupt, truncated, late],
+        sizes={truncated.name: KNOWN.stat().st_size},
+    )
+    report = cli(
+        "census", "--source", str(source2), "--product", "no2", *DAY, "--lake", str(lake), check=False
+    )
+    assert report.returncode == 1  # incomplete: something is missing or quarantined
+    assert "2020-03-03" in report.stdout and f"missing {late.stem}" in report.stdout
+    assert f"quarantined {corrupt.stem}" in report.stdout and f"superseded {good.stem}" in report.stdout
+    day_line = next(line for line in report.stdout.splitlines() if line.startswith("2020-03-03"))
+    assert day_line.split()[1:] == [
+        "5",
+        "1",
+        "1",
+        "2",
+        "1",
+    ]  # upstream, harvested, missing, quarantined, superseded
