@@ -378,11 +378,12 @@ def export_static(store: CatalogStore, fs: fsspec.AbstractFileSystem, out: str) 
 def _lake_url(store: CatalogStore, path: str) -> str:
     protocol = store.fs.protocol if isinstance(store.fs.protocol, str) else store.fs.protocol[0]
     norm = posixpath.normpath(path)
-    return norm if protocol in {"file", "local"} else f"{protocol}://{norm}"
+    return f"file://{norm}" if protocol in {"file", "local"} else f"{protocol}://{norm}"
 
 
 def absolute_hrefs(item: dict[str, Any], store: CatalogStore, cid: str) -> dict[str, Any]:
-    """A copy of ``item`` whose relative asset hrefs point at the lake (a local path or ``s3://`` URL)."""
+    """A copy of ``item`` whose relative asset hrefs are absolute URLs into the lake (``file://`` or ``s3://``),
+    so a client resolving them against an API's URL still reaches the data."""
     base = posixpath.join(store.root, cid, "items")
     out = dict(item)
     out["assets"] = {

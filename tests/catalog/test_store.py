@@ -87,7 +87,7 @@ def test_browsable_tree_and_export(tmp_path: Path) -> None:
     assert sorted(i.id for i in cat.get_items(recursive=True)) == ["a", "b"]
     assert export_static(store, fs, str(tmp_path / "out")) == 2
     doc = json.loads((tmp_path / "out" / "c1" / "items" / "a.json").read_text())
-    assert doc["assets"]["zarr"]["href"] == str(tmp_path / "cubes" / "x.zarr")
+    assert doc["assets"]["zarr"]["href"] == f"file://{tmp_path}/cubes/x.zarr"
     quiet = CatalogStore(fs, str(tmp_path / "big"), browsable=False)
     quiet.upsert(_collection(), [_item("a", 2, [0, 0, 1, 1])])
     assert not (tmp_path / "big" / "c1" / "items").exists()

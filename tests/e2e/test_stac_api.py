@@ -382,4 +382,6 @@ def test_static_export_is_browsable(stac_lake: Path, offline_cli: Cli, tmp_path:
     for item in items:
         validate_stac(item)
         for asset in item.assets.values():
-            assert Path(asset.href).exists(), asset.href
+            assert asset.href.startswith("file:///") and Path(asset.href[len("file://") :]).exists(), (
+                asset.href
+            )
