@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import fsspec
 
+from infra.http import UpstreamAuthError, download
 from infra.storage import Lake
 from transforms.errors import GranuleReadError, SourceError
 from transforms.s5p import open_observations
@@ -54,22 +55,21 @@ def fetch_granule(
     """Stream ``href`` into the lake at ``key``; verify; quarantine on failure. Raises SourceError only when
     the source cannot be read at all (the caller decides whether to retry)."""
     partial = lake.path("raw", ".partial", f"{uuid.uuid4().hex}-{posixpath.basename(key)}")
-    digest = hashlib.sha256()
-    size = 0
     try:
-        with fsspec.open(href, "rb") as src, lake.fs.open(partial, "wb") as dst:
-            while block := src.read(BLOCK):
-                digest.update(block)
-                dst.write(block)
-                size += len(block)
+        if href.startswith(("http://", "https://")):
+            size, sha = download(href, lambda: lake.fs.open(partial, "wb"))
+        else:
+            size, sha = _copy(href, lake, partial)
     except FileNotFoundError as exc:
         _discard(lake, partial)
         raise SourceError(f"upstream file {href} is missing") from exc
+    except (SourceError, UpstreamAuthError):
+        _discard(lake, partial)
+        raise
     except Exception as exc:
         _discard(lake, partial)
         raise SourceError(f"download of {href} failed: {type(exc).__name__}: {exc}") from exc
 
-    sha = digest.hexdigest()
     reason = None
     if expected_size is not None and size != expected_size:
         reason = f"size mismatch: got {size} bytes, upstream says {expected_size} (truncated download?)"
@@ -88,6 +88,18 @@ def fetch_granule(
     qkey = posixpath.join("quarantine", posixpath.basename(key))
     _move(lake, partial, lake.path(qkey))
     return TransferResult(qkey, size, sha, False, reason)
+
+
+def _copy(href: str, lake: Lake, partial: str) -> tuple[int, str]:
+    """Stream a file-system or object-store ``href`` (anything fsspec opens) into ``partial``."""
+    digest = hashlib.sha256()
+    size = 0
+    with fsspec.open(href, "rb") as src, lake.fs.open(partial, "wb") as dst:
+        while block := src.read(BLOCK):
+            digest.update(block)
+            dst.write(block)
+            size += len(block)
+    return size, digest.hexdigest()
 
 
 def _discard(lake: Lake, path: str) -> None:

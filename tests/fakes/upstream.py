@@ -5,7 +5,9 @@ granules, over real HTTP on 127.0.0.1. It serves the items of a static catalog m
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,10 +47,22 @@ def _overlaps(item: dict[str, Any], lo: str | None, hi: str | None) -> bool:
 
 
 @contextmanager
-def serve_upstream(catalog_json: Path, *, collection: str = "sentinel-5p-l2-netcdf") -> Iterator[str]:
-    """Serve the static catalog's items as a STAC API; yields the API root URL."""
+def serve_upstream(
+    catalog_json: Path,
+    *,
+    collection: str = "sentinel-5p-l2-netcdf",
+    faults: dict[str, list[str]] | None = None,
+) -> Iterator[str]:
+    """Serve the static catalog's items as a STAC API; yields the API root URL.
+
+    ``faults`` maps a granule file name to what its successive downloads do before it is served normally:
+    ``"500"``/``"503"`` (server error), ``"429:N"`` (too many requests, Retry-After N s), ``"401"`` (token
+    refused), ``"cut"`` (headers promise the whole file, the connection drops half-way), ``"slow:S"`` (wait
+    S seconds first), ``"corrupt"`` (same length, bytes scrambled: passes size, fails the checksum).
+    """
     items, files = _load(catalog_json)
     requests: list[str] = []
+    pending = {name: list(kinds) for name, kinds in (faults or {}).items()}
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -92,7 +106,30 @@ def serve_upstream(catalog_json: Path, *, collection: str = "sentinel-5p-l2-netc
             elif url.path == "/search":
                 self._search(root, q, post=False)
             elif url.path.startswith("/files/") and url.path[7:] in files:
-                data = files[url.path[7:]].read_bytes()
+                name = url.path[7:]
+                data = files[name].read_bytes()
+                fault = pending[name].pop(0) if pending.get(name) else "ok"
+                if fault.startswith("slow:"):
+                    time.sleep(float(fault[5:]))
+                elif fault in ("500", "503", "401"):
+                    self._json({"code": fault}, int(fault))
+                    return
+                elif fault.startswith("429:"):
+                    self.send_response(429)
+                    self.send_header("Retry-After", fault[4:])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                elif fault == "cut":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                elif fault == "corrupt":
+                    data = bytes(reversed(data))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-netcdf")
                 self.send_header("Content-Length", str(len(data)))
