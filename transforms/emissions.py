@@ -31,11 +31,11 @@ import xarray as xr
 
 from transforms.errors import InputError
 from transforms.grid import GridSpec
-from transforms.regions import EU27, ROW_EXCLUDES, Country, mask_countries
+from transforms.regions import EU27, ROW_EXCLUDES, Country, load_countries, mask_countries
 from transforms.truth import SECTORS
 from transforms.zonal import observed_sums
 
-METHOD_VERSION = "0.2.0"
+METHOD_VERSION = "0.2.1"
 NO2_OBSERVABLE_SECTORS: tuple[str, ...] = ("Power", "Industry", "Ground Transport")
 
 #: Clean-air tropospheric NO2 column, mol m-2 (~9e14 molec cm-2, typical of remote mid-latitude land).
@@ -410,7 +410,9 @@ def _prior_factor(dates: pd.DatetimeIndex, sector: str, hemisphere: float) -> np
 def _inventory_table(inventory: pd.DataFrame, countries: Sequence[Country]) -> tuple[np.ndarray, np.ndarray]:
     """Annual MtCO2/yr, dims (country, sector in SECTORS), and whether each country had its own rows.
 
-    Countries without rows get the ROW row's sector split scaled later from the observations.
+    Countries without rows get the ROW row's share by land area (ROW × area / area of every Natural Earth
+    country without rows): a crude prior, used only for its sector split when the country is observed (the
+    level then comes from the observations) and as the flagged fallback when it never is.
     """
     missing = {"iso3", "sector", "annual_mt"} - set(inventory.columns)
     if missing:
@@ -419,12 +421,21 @@ def _inventory_table(inventory: pd.DataFrame, countries: Sequence[Country]) -> t
     table = table.reindex(columns=list(SECTORS)).fillna(0.0)
     if "ROW" not in table.index:
         raise InputError("inventory has no ROW row; it supplies the sector split for countries not listed")
+    listed = {str(i) for i in table.index if float(table.loc[i].sum()) > 0}
+    rest_km2 = sum(_area_km2(c) for c in load_countries() if c.iso3 not in listed)
     annual = np.empty((len(countries), len(SECTORS)))
     own = np.zeros(len(countries), dtype=bool)
     for k, c in enumerate(countries):
-        own[k] = c.iso3 in table.index and float(table.loc[c.iso3].sum()) > 0
-        annual[k] = table.loc[c.iso3 if own[k] else "ROW"].to_numpy(dtype=np.float64)
+        own[k] = c.iso3 in listed
+        row = table.loc[c.iso3 if own[k] else "ROW"].to_numpy(dtype=np.float64)
+        annual[k] = row if own[k] else row * _area_km2(c) / max(rest_km2, 1.0)
     return annual, own
+
+
+def _area_km2(country: Country) -> float:
+    """Approximate area (km²) from the boundary's area in degrees² at its representative latitude."""
+    lat = country.geometry.representative_point().y
+    return float(country.geometry.area * math.cos(math.radians(lat)) * _KM_PER_DEGREE**2)
 
 
 def _footprints(

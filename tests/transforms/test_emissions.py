@@ -297,3 +297,14 @@ def test_bad_inputs_say_the_fix(baseline: dict[str, Any], setup: dict[str, Any])
         )
     with pytest.raises(InputError, match="several dates"):
         em.no2_column_field(baseline["truth"], GRID, mask=setup["mask"], proxies=setup["proxies"])
+
+
+def test_countries_outside_the_inventory_get_an_area_share_of_row(setup: dict[str, Any]) -> None:
+    inventory = setup["inventory"]
+    countries = [regions.resolve_country(c) for c in ("DEU", "ALB", "MNG")]
+    annual, own = em._inventory_table(inventory, countries)
+    assert own.tolist() == [True, False, False]
+    row = inventory[inventory["iso3"] == "ROW"].set_index("sector")["annual_mt"].reindex(truth.SECTORS)
+    np.testing.assert_allclose(annual[1] / annual[1].sum(), row / row.sum())  # ROW's sector split
+    assert 0 < annual[1].sum() < 0.002 * row.sum()  # Albania: a small share of ROW, not all of it
+    assert annual[2].sum() > 20 * annual[1].sum()  # Mongolia is ~50× Albania's area
