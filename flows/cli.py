@@ -140,12 +140,48 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 def cmd_harvest(args: argparse.Namespace) -> None:
     _check_period(args)
+    if args.plan:
+        _print_plan(args)
+        return
     lake = _lake(args.lake)
     _prefect_env()
     from flows.harvest import harvest_granules
 
     summary = harvest_granules(args.source, args.product, args.start, args.end, lake.url)
     _print_harvest(summary)
+
+
+def _print_plan(args: argparse.Namespace) -> None:
+    """``harvest --plan``: read upstream and the ledger (if the lake exists), print, write nothing."""
+    import pandas as pd
+
+    from infra.harvest import plan_report
+    from infra.ledger import GRANULE_SCHEMA, read_granules
+    from infra.sources import find_granules
+    from transforms.errors import LakeError
+
+    upstream = find_granules(args.source, product=args.product, start=args.start, end=args.end)
+    try:
+        ledger = read_granules(_lake(args.lake, create=False))
+    except LakeError:  # no lake yet: everything would be new
+        ledger = pd.DataFrame(columns=GRANULE_SCHEMA.names)
+    plan = plan_report(upstream, ledger)
+    size = sum(s or 0 for _, s in plan["fetch"] + plan["retry"])
+    unknown = sum(1 for _, s in plan["fetch"] + plan["retry"] if s is None)
+    print(
+        f"plan: {len(plan['fetch'])} new and {len(plan['retry'])} retried granule(s) to fetch, "
+        f"{size / 1e6:.1f} MB{f' (+{unknown} of unknown size)' if unknown else ''}; "
+        f"{plan['present']} already in the lake"
+    )
+    for gid, nbytes in plan["fetch"]:
+        print(f"  fetch {gid} ({'?' if nbytes is None else f'{nbytes / 1e6:.1f} MB'})")
+    for gid, nbytes in plan["retry"]:
+        print(f"  retry {gid} ({'?' if nbytes is None else f'{nbytes / 1e6:.1f} MB'})")
+    for old, new in plan["supersede"]:
+        print(f"  supersede {old} by {new}")
+    if plan["days_to_regrid"]:
+        print(f"  days to re-grid: {', '.join(plan['days_to_regrid'])}")
+    print("nothing was written (--plan)")
 
 
 def _print_harvest(summary: dict[str, Any]) -> None:
@@ -250,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     h = sub.add_parser("harvest", help="copy granules from a STAC catalog/API into the lake")
     h.add_argument("--source", required=True, help="static catalog path/URL or STAC API root")
     h.add_argument("--product", type=parse_product, default="no2")
+    h.add_argument(
+        "--plan", action="store_true", help="print what would be fetched and changed; write nothing"
+    )
     add_period(h, required=True)
     add_lake(h)
     h.set_defaults(func=cmd_harvest)

@@ -115,3 +115,30 @@ def days_touched(rows: pd.DataFrame) -> list[dt.date]:
             days.add(d)
             d += dt.timedelta(days=1)
     return sorted(days)
+
+
+def plan_report(upstream: list[UpstreamGranule], ledger: pd.DataFrame) -> dict[str, Any]:
+    """What a harvest would do, computed without writing: granules and bytes to fetch (new or retried),
+    granules already present, older versions the new ones would supersede, and days to re-grid."""
+    todo = plan_harvest(upstream, ledger)
+    known = set(ledger["granule_id"]) if not ledger.empty else set()
+    live = ledger[ledger["status"].isin(["harvested", "superseded"])] if not ledger.empty else ledger
+    supersede = []
+    for g in todo:
+        acquisition = "/".join(str(p) for p in g.name.acquisition_key if p is not None)
+        for row in live[live["acquisition"] == acquisition].itertuples(index=False) if not live.empty else []:
+            if (
+                row.status == "harvested"
+                and parse_granule_name(row.granule_id).version_key < g.name.version_key
+            ):
+                supersede.append((row.granule_id, g.granule_id))
+    days = sorted(
+        {d for g in todo for d in days_touched(pd.DataFrame([{"start": g.name.start, "end": g.name.end}]))}
+    )
+    return {
+        "fetch": [(g.granule_id, g.size) for g in todo if g.granule_id not in known],
+        "retry": [(g.granule_id, g.size) for g in todo if g.granule_id in known],
+        "present": len(upstream) - len(todo),
+        "supersede": supersede,
+        "days_to_regrid": [d.isoformat() for d in days],
+    }

@@ -149,6 +149,11 @@ def test_harvest_faults_versions_and_reruns(cli, tmp_path: Path) -> None:
         tmp_path / "upstream", [good, rpro, corrupt, truncated], sizes={truncated.name: KNOWN.stat().st_size}
     )
     lake = tmp_path / "lake"
+    plan = cli(
+        "harvest", "--plan", "--source", str(source), "--product", "no2", *DAY, "--lake", str(lake)
+    ).stdout
+    assert "plan: 4 new and 0 retried granule(s) to fetch" in plan and "days to re-grid: 2020-03-03" in plan
+    assert f"fetch {rpro.stem}" in plan and not lake.exists()  # --plan writes nothing, not even the lake
     out = cli("harvest", "--source", str(source), "--product", "no2", *DAY, "--lake", str(lake)).stdout
     assert "quarantined" in out and corrupt.stem in out and truncated.stem in out
     ledger = pd.read_parquet(lake / "ledger" / "granules.parquet").set_index("granule_id")
@@ -163,6 +168,12 @@ def test_harvest_faults_versions_and_reruns(cli, tmp_path: Path) -> None:
     cli("grid", "--product", "no2", *DAY, "--lake", str(lake), "--resolution", "1", "--bbox", "170,-3,190,3")
     days = pd.read_parquet(lake / "ledger" / "cube_days.parquet")
     assert [list(g) for g in days["granules"]] == [[rpro.stem]]
+
+    # the plan now: the two quarantined granules would be retried, nothing else fetched
+    plan = cli(
+        "harvest", "--plan", "--source", str(source), "--product", "no2", *DAY, "--lake", str(lake)
+    ).stdout
+    assert "plan: 0 new and 2 retried granule(s) to fetch" in plan and "2 already in the lake" in plan
 
     # a re-run fetches nothing new; quarantined granules are retried within their budget
     again = cli("harvest", "--source", str(source), "--product", "no2", *DAY, "--lake", str(lake)).stdout
