@@ -22,12 +22,15 @@ RETRY_BUDGET = 3
 
 
 def plan_harvest(upstream: list[UpstreamGranule], ledger: pd.DataFrame) -> list[UpstreamGranule]:
-    """The granules of ``upstream`` that need fetching, given the current ledger."""
+    """The granules of ``upstream`` that need fetching, given the current ledger: new ones, quarantined ones
+    within their retry budget, and ones upstream republished with other bytes (a different published SHA-256)."""
     known = {row.granule_id: row for row in ledger.itertuples(index=False)}
     todo = []
     for g in upstream:
         row = known.get(g.granule_id)
         if row is None or (row.status == "quarantined" and int(row.attempts or 0) < RETRY_BUDGET):
+            todo.append(g)
+        elif row.status == "harvested" and g.sha256 and isinstance(row.sha256, str) and g.sha256 != row.sha256:
             todo.append(g)
     return todo
 
