@@ -127,7 +127,7 @@ def table_lines(lake_url: str, name: str, meta: dict[str, Any], stac_api: str | 
         f"table = pq.read_table({url.split('://', 1)[-1]!r}, filesystem=fsspec.filesystem({protocol!r}))",
         f"everything = pd.read_parquet({every!r})  # every release, hive column `release`",
         *duck,
-        f"df = con.sql(\"SELECT * FROM read_parquet('{url}/*.parquet')\").df()",
+        f"df = con.sql(\"SELECT * FROM read_parquet('{url}/[!_]*.parquet')\").df()  # not _-prefixed side files",
         "",
         *_pystac_client(lake_url, stac_api),
         f"item = client.get_collection({meta['stac_collection']!r}).get_item({meta['stac_item']!r})",
