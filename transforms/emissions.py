@@ -487,8 +487,9 @@ def _footprints(
     first = np.searchsorted(cells, cells, side="left")
     slot = np.arange(cells.size) - first  # rank of the neighbour within its cell
     n_layers = int(slot.max()) + 1 if slot.size else 0
-    nb_idx = np.full((n_layers, compact.size), -1, dtype=np.int32)
-    nb_wh = np.zeros((n_layers, compact.size), dtype=np.float64)
+    # compact types: these static layers travel with the graph (int16 indices, float32 terms: 6 bytes/cell/layer)
+    nb_idx = np.full((n_layers, compact.size), -1, dtype=np.int16 if p < 2**15 else np.int32)
+    nb_wh = np.zeros((n_layers, compact.size), dtype=np.float32)
     nb_idx[slot, cells] = owner
     nb_wh[slot, cells] = value
     return self_h, nb_idx.reshape(n_layers, *grid.shape), nb_wh.reshape(n_layers, *grid.shape)
