@@ -135,8 +135,10 @@ def create_cube_day_item(
     granule_hrefs: Sequence[str],
     coverage: float,
     pixels: int,
+    thumbnail_href: str | None = None,
 ) -> pystac.Item:
-    """One committed day of a cube. ``granule_hrefs`` link the raw-granule items it was derived from."""
+    """One committed day of a cube. ``granule_hrefs`` link the raw-granule items it was derived from;
+    ``thumbnail_href`` (when given) is the day's quicklook PNG, added as the ``thumbnail`` asset."""
     geometry, bbox = _grid_geometry(spec)
     start = dt.datetime.combine(day, dt.time(), dt.UTC)
     item = pystac.Item(
@@ -162,6 +164,16 @@ def create_cube_day_item(
     asset.extra_fields["xarray:open_kwargs"] = dict(OPEN_KWARGS)
     asset.description = f"Select this day with ds.sel(time='{day.isoformat()}')"
     item.add_asset("zarr", asset)
+    if thumbnail_href is not None:
+        item.add_asset(
+            "thumbnail",
+            pystac.Asset(
+                href=thumbnail_href,
+                media_type=pystac.MediaType.PNG,
+                title=f"Quicklook of the daily mean, {day.isoformat()}",
+                roles=["thumbnail"],
+            ),
+        )
     for href in granule_hrefs:
         item.add_link(pystac.Link("derived_from", href, media_type="application/geo+json"))
     return item

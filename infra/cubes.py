@@ -9,13 +9,14 @@ days, and a day still staged (a run crashed while publishing it) is not committe
 from __future__ import annotations
 
 import datetime as dt
+import posixpath
 from contextlib import ExitStack
 from typing import Any
 
 import pandas as pd
 
 from infra.ledger import read_cube_days, read_granules
-from infra.storage import Lake, zarr_store
+from infra.storage import Lake, write_bytes_atomic, zarr_store
 from transforms.cube import (
     CubeSpec,
     ensure_cube,
@@ -29,6 +30,7 @@ from transforms.grid import GridSpec
 from transforms.gridding import Method, Weighting
 from transforms.l3 import grid_granules
 from transforms.products import get_product
+from transforms.quicklook import render_quicklook
 
 MISSION_START = {"no2": dt.date(2018, 4, 30), "co": dt.date(2018, 4, 30), "ch4": dt.date(2018, 4, 30)}
 
@@ -61,6 +63,20 @@ def cube_key(spec: CubeSpec) -> str:
 def staging_key(spec: CubeSpec) -> str:
     """Where days are staged before they are published into the cube (beside it, not inside it)."""
     return f"cubes/s5p-{spec.product}/.staging/{spec.grid.grid_id}"
+
+
+def quicklook_key(spec: CubeSpec, day: dt.date) -> str:
+    """``quicklooks/s5p-<product>/<grid_id>/<YYYY-MM-DD>.png``: the day's PNG map, beside the cubes."""
+    return f"quicklooks/s5p-{spec.product}/{spec.grid.grid_id}/{day.isoformat()}.png"
+
+
+def quicklook_days(lake: Lake, spec: CubeSpec) -> set[dt.date]:
+    """Days that have a quicklook (one listing, not one request per day)."""
+    prefix = lake.path(posixpath.dirname(quicklook_key(spec, spec.origin)))
+    if not lake.fs.exists(prefix):
+        return set()
+    names = (posixpath.basename(p) for p in lake.fs.ls(prefix, detail=False))
+    return {dt.date.fromisoformat(n[:-4]) for n in names if n.endswith(".png")}
 
 
 def cube_id(spec: CubeSpec) -> str:
@@ -122,7 +138,23 @@ def grid_day(
         staging=zarr_store(lake, staging_key(spec)),
         record=row,
     )
+    write_quicklook(lake, spec, day, fields, coverage=stats.coverage)
     return row
+
+
+def write_quicklook(lake: Lake, spec: CubeSpec, day: dt.date, fields: Any, *, coverage: float) -> str:
+    """Render the day's mean (``fields``: dims (lat, lon)) as a PNG at :func:`quicklook_key`; returns the key."""
+    png = render_quicklook(
+        fields["mean"],
+        grid=spec.grid,
+        title=f"S5P TROPOMI {spec.product.upper()} {spec.long_name}",
+        units=spec.units,
+        day=day,
+        coverage=coverage,
+    )
+    key = quicklook_key(spec, day)
+    write_bytes_atomic(lake, key, png)
+    return key
 
 
 def recover_cube(lake: Lake, spec: CubeSpec) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from catalog.intake import (
 from catalog.items import create_granule_collection, create_granule_item
 from catalog.store import CatalogStore
 from catalog.tables import EMISSIONS_COLLECTION
-from infra.cubes import committed_days, cube_key
+from infra.cubes import committed_days, cube_key, quicklook_days, quicklook_key
 from infra.storage import Lake
 from transforms.cube import CubeSpec
 from transforms.granules import parse_granule_name
@@ -90,6 +90,7 @@ def publish_cube(lake: Lake, spec: CubeSpec) -> int:
         return 0
     store = catalog_store(lake)
     store_href_from_item = _rel_from_item(cube_key(spec))
+    with_quicklook = quicklook_days(lake, spec)
     items = []
     for r in days.itertuples(index=False):
         day = pd.Timestamp(r.day).date()
@@ -105,6 +106,7 @@ def publish_cube(lake: Lake, spec: CubeSpec) -> int:
                 granule_hrefs=granule_hrefs,
                 coverage=r.coverage,
                 pixels=r.pixels,
+                thumbnail_href=_rel_from_item(quicklook_key(spec, day)) if day in with_quicklook else None,
             )
         )
     start, end = pd.Timestamp(days["day"].min()).date(), pd.Timestamp(days["day"].max()).date()
