@@ -10,6 +10,8 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.artifacts import report_grid, timed
+from flows.windows import writer_lock
 from infra.cubes import cube_key, cube_spec, days_to_grid, grid_day, prepare_cube, recover_cube
 from infra.ledger import commit_cube_days
 from infra.publish import publish_cube, publish_intake
@@ -48,18 +50,19 @@ def build_daily_cube(
     the_lake = open_lake(lake)
     grid = GridSpec.snapped(resolution, bbox)
     spec = cube_spec(product, grid, method=method, weighting=weighting)
-    recovered = recover_cube(the_lake, spec)
-    if recovered:
-        commit_cube_days(the_lake, recovered)
-    prepare_cube(the_lake, spec, until=end)
-    days = days_to_grid(the_lake, spec, list(pd.date_range(start, end, freq="D").date), force=force)
-    futures = [grid_day_task.submit(the_lake.url, product, grid, day, method, weighting) for day in days]
-    rows = [f.result() for f in futures]
-    if rows:
-        commit_cube_days(the_lake, rows)
-    items = publish_cube(the_lake, spec)
-    intake = publish_intake(the_lake)
-    return {
+    with timed() as clock, writer_lock(product):  # one writer per product: cube days, ledger, catalog
+        recovered = recover_cube(the_lake, spec)
+        if recovered:
+            commit_cube_days(the_lake, recovered)
+        prepare_cube(the_lake, spec, until=end)
+        days = days_to_grid(the_lake, spec, list(pd.date_range(start, end, freq="D").date), force=force)
+        futures = [grid_day_task.submit(the_lake.url, product, grid, day, method, weighting) for day in days]
+        rows = [f.result() for f in futures]
+        if rows:
+            commit_cube_days(the_lake, rows)
+        items = publish_cube(the_lake, spec)
+        intake = publish_intake(the_lake)
+    summary = {
         "cube": the_lake.url_of(cube_key(spec)),
         "grid": grid.grid_id,
         "unchanged": (end - start).days + 1 - len(rows),
@@ -71,3 +74,5 @@ def build_daily_cube(
         "items": items,
         "intake": intake,
     }
+    report_grid(summary, product=product, seconds=clock["seconds"])
+    return summary
