@@ -135,9 +135,26 @@ def table_lines(lake_url: str, name: str, meta: dict[str, Any], stac_api: str | 
     ]
 
 
+PYSTAC_FSSPEC_IO = [
+    "import fsspec",
+    "from pystac.stac_io import DefaultStacIO, StacIO",
+    "",
+    "",
+    "class FsspecPystacIO(DefaultStacIO):  # pystac reads s3:// through fsspec",
+    "    def read_text(self, source, *args, **kwargs):",
+    "        with fsspec.open(str(source), 'rt') as f:",
+    "            return f.read()",
+    "",
+    "",
+    "StacIO.set_default(FsspecPystacIO)",
+]
+
+
 def stac_lines(lake_url: str, name: str, stac_api: str | None) -> list[str]:
+    remote = "://" in lake_url and not lake_url.startswith(("http://", "https://"))
     return [
         "# intake (also pip install pystac requests)",
+        *(PYSTAC_FSSPEC_IO if remote else []),
         "import intake",
         "",
         f"cat = intake.open_catalog({lake_url + '/catalog.yaml'!r})",
