@@ -19,7 +19,7 @@ OPEN_KWARGS = {"engine": "zarr", "consolidated": True, "chunks": {}, "zarr_forma
 
 
 def cube_collection_id(spec: CubeSpec) -> str:
-    return f"s5p-{spec.product}-l3-daily-{spec.grid.grid_id}"
+    return f"s5p-{spec.product}-l3-{spec.period}-{spec.grid.grid_id}"
 
 
 def cube_day_item_id(spec: CubeSpec, day: dt.date) -> str:
@@ -41,7 +41,7 @@ def _grid_geometry(spec: CubeSpec) -> tuple[dict[str, Any], list[float]]:
 def _dimensions(spec: CubeSpec, start: dt.date, end: dt.date) -> dict[str, Any]:
     west, south, east, north = spec.grid.bounds
     return {
-        "time": {"type": "temporal", "extent": [f"{start}T00:00:00Z", f"{end}T00:00:00Z"], "step": "P1D"},
+        "time": {"type": "temporal", "extent": [f"{start}T00:00:00Z", f"{end}T00:00:00Z"], "step": spec.step},
         "lat": {
             "type": "spatial",
             "axis": "y",
@@ -66,7 +66,7 @@ def _variables(spec: CubeSpec) -> dict[str, Any]:
             "type": "data",
             "dimensions": dims,
             "unit": spec.units,
-            "description": f"daily mean {spec.long_name}",
+            "description": f"{spec.period} mean {spec.long_name}",
         },
         "uncertainty": {
             "type": "data",
@@ -103,7 +103,8 @@ def create_cube_collection(
         id=cube_collection_id(spec),
         title=spec.title,
         description=(
-            f"Daily L3 {spec.long_name} on a {spec.grid.resolution}° grid ({spec.grid.grid_id}), binned from "
+            f"{spec.period.capitalize()} L3 {spec.long_name} on a {spec.grid.resolution}° grid "
+            f"({spec.grid.grid_id}), binned from "
             "Sentinel-5P TROPOMI L2 granules after fill and QA masking; mean, 1-sigma uncertainty and pixel count."
         ),
         extent=pystac.Extent(

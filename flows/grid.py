@@ -12,7 +12,15 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.artifacts import report_grid, timed
 from flows.windows import writer_lock
-from infra.cubes import cube_key, cube_spec, days_to_grid, grid_day, prepare_cube, recover_cube
+from infra.cubes import (
+    cube_key,
+    cube_spec,
+    days_to_grid,
+    grid_day,
+    prepare_cube,
+    recover_cube,
+    update_monthly,
+)
 from infra.ledger import commit_cube_days
 from infra.publish import publish_cube, publish_intake
 from infra.storage import open_lake
@@ -60,6 +68,7 @@ def build_daily_cube(
         rows = [f.result() for f in futures]
         if rows:
             commit_cube_days(the_lake, rows)
+        months = update_monthly(the_lake, spec, [r["day"] for r in [*recovered, *rows]])
         items = publish_cube(the_lake, spec)
         intake = publish_intake(the_lake)
     summary = {
@@ -72,6 +81,7 @@ def build_daily_cube(
             for r in rows
         ],
         "items": items,
+        "months": [m.isoformat()[:7] for m in months],
         "intake": intake,
     }
     report_grid(summary, product=product, seconds=clock["seconds"])

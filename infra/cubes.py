@@ -8,6 +8,7 @@ days, and a day still staged (a run crashed while publishing it) is not committe
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import posixpath
 from contextlib import ExitStack
@@ -18,6 +19,7 @@ import pandas as pd
 from infra.ledger import read_cube_days, read_granules
 from infra.storage import Lake, write_bytes_atomic, zarr_store
 from transforms.cube import (
+    DATA_VARS,
     CubeSpec,
     ensure_cube,
     open_cube,
@@ -29,6 +31,7 @@ from transforms.cube import (
 from transforms.grid import GridSpec
 from transforms.gridding import Method, Weighting
 from transforms.l3 import grid_granules
+from transforms.monthly import month_days, monthly_means, months_of
 from transforms.products import get_product
 from transforms.quicklook import render_quicklook
 
@@ -63,6 +66,45 @@ def cube_key(spec: CubeSpec) -> str:
 def staging_key(spec: CubeSpec) -> str:
     """Where days are staged before they are published into the cube (beside it, not inside it)."""
     return f"cubes/s5p-{spec.product}/.staging/{spec.grid.grid_id}"
+
+
+def monthly_spec(spec: CubeSpec) -> CubeSpec:
+    """The monthly-mean cube derived from the daily cube ``spec`` (time = first day of each month)."""
+    return dataclasses.replace(
+        spec,
+        step="P1M",
+        origin=spec.origin.replace(day=1),
+        title=spec.title.replace(" daily L3", " monthly L3"),
+        source=f"{spec.source}; monthly means of the committed daily cells (weighted by their binning weights)",
+    )
+
+
+def monthly_key(spec: CubeSpec) -> str:
+    """``cubes/s5p-<product>/<grid_id>-monthly.zarr`` (``spec``: the daily cube)."""
+    return f"cubes/s5p-{spec.product}/{spec.grid.grid_id}-monthly.zarr"
+
+
+def update_monthly(lake: Lake, spec: CubeSpec, days: list[dt.date]) -> list[dt.date]:
+    """Recompute the monthly means of exactly the months of ``days`` (the days a grid run changed) from the
+    daily cube's committed days; a month left without committed days is emptied. Returns the months."""
+    months = months_of(days)
+    if not months:
+        return []
+    mspec = monthly_spec(spec)
+    store = zarr_store(lake, monthly_key(spec))
+    staging = zarr_store(lake, f"cubes/s5p-{spec.product}/.staging/{spec.grid.grid_id}-monthly")
+    ensure_cube(store, mspec, until=months[-1])
+    committed = set(pd.to_datetime(committed_days(lake, spec)["day"]).dt.date)
+    daily = open_lake_cube(lake, spec)
+    for month in months:
+        first, last = month_days(month)
+        sel = sorted(d for d in committed if first <= d <= last)
+        picked = daily.isel(time=[spec.day_index(d) for d in sel])[list(DATA_VARS)]
+        fields = monthly_means(picked).compute()
+        write_day(
+            store, fields, day=month, spec=mspec, staging=staging, record={"days": [str(d) for d in sel]}
+        )
+    return months
 
 
 def quicklook_key(spec: CubeSpec, day: dt.date) -> str:

@@ -22,7 +22,7 @@ from catalog.intake import (
 from catalog.items import create_granule_collection, create_granule_item
 from catalog.store import CatalogStore
 from catalog.tables import EMISSIONS_COLLECTION
-from infra.cubes import committed_days, cube_key, quicklook_days, quicklook_key
+from infra.cubes import committed_days, cube_key, monthly_key, monthly_spec, quicklook_days, quicklook_key
 from infra.storage import Lake
 from transforms.cube import CubeSpec
 from transforms.granules import parse_granule_name
@@ -84,7 +84,8 @@ def publish_granules(lake: Lake, rows: pd.DataFrame, footprints: Mapping[str, di
 
 
 def publish_cube(lake: Lake, spec: CubeSpec) -> int:
-    """Upsert the cube's collection and one item per committed day. Returns the number of day items."""
+    """Upsert the cube's collection and one item per committed day (with its quicklook as ``thumbnail``), and
+    the collection of its monthly means when they exist. Returns the number of day items."""
     days = committed_days(lake, spec)
     if days.empty:
         return 0
@@ -114,6 +115,14 @@ def publish_cube(lake: Lake, spec: CubeSpec) -> int:
         spec, store_href=posixpath.join("..", "..", cube_key(spec)), start=start, end=end
     )
     store.upsert(collection, items)
+    if lake.fs.exists(lake.path(monthly_key(spec))):  # the monthly means derived from these days
+        monthly = create_cube_collection(
+            monthly_spec(spec),
+            store_href=posixpath.join("..", "..", monthly_key(spec)),
+            start=start.replace(day=1),
+            end=end.replace(day=1),
+        )
+        store.upsert(monthly)
     return len(items)
 
 

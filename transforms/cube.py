@@ -26,7 +26,7 @@ import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -39,6 +39,7 @@ from transforms.grid import GridSpec
 
 TIME_UNITS_TEMPLATE = "days since {origin} 00:00:00"
 DATA_VARS = ("mean", "uncertainty", "count", "weight")
+Step = Literal["P1D", "P1M"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class CubeSpec:
     chunk_lat: int = 360  # inner chunk (cells): what a map or a small-region read decompresses
     chunk_lon: int = 360
     zstd_level: int = 3  # chosen by measurement (bench/cube_io.py, docs/cubes.md)
+    step: Step = "P1D"  # time step: daily cube, or monthly means (time = first day of the month)
 
     @property
     def chunks(self) -> tuple[int, int, int]:
@@ -70,12 +72,28 @@ class CubeSpec:
         _, cl, cw = self.chunks
         return (1, -(-n_lat // cl) * cl, -(-n_lon // cw) * cw)
 
+    @property
+    def period(self) -> str:
+        """``daily`` or ``monthly``."""
+        return "daily" if self.step == "P1D" else "monthly"
+
     def day_index(self, day: dt.date) -> int:
-        """Position of ``day`` on the time axis; raises ValueError before the origin."""
-        i = (day - self.origin).days
+        """Position of ``day`` (monthly cubes: of its month) on the time axis; ValueError before the origin."""
+        if self.step == "P1D":
+            i = (day - self.origin).days
+        else:
+            i = (day.year - self.origin.year) * 12 + day.month - self.origin.month
         if i < 0:
             raise ValueError(f"{day} is before the start of the {self.product} record ({self.origin})")
         return i
+
+    def time_offsets(self, n_steps: int) -> np.ndarray:
+        """Days since the origin of the first ``n_steps`` time steps (int32): 0, 1, 2… or the first days of
+        successive months."""
+        if self.step == "P1D":
+            return np.arange(n_steps, dtype=np.int32)
+        first = np.datetime64(self.origin, "M") + np.arange(n_steps)
+        return (first.astype("datetime64[D]") - np.datetime64(self.origin, "D")).astype(np.int32)
 
 
 def cube_attrs(spec: CubeSpec) -> dict[str, Any]:
@@ -85,7 +103,8 @@ def cube_attrs(spec: CubeSpec) -> dict[str, Any]:
         "Conventions": "CF-1.10, ACDD-1.3",
         "title": spec.title,
         "summary": (
-            f"Daily {spec.long_name} on a regular {spec.grid.resolution}° latitude/longitude grid, "
+            f"{spec.period.capitalize()} {spec.long_name} on a regular {spec.grid.resolution}° "
+            "latitude/longitude grid, "
             "with per-cell pixel count and propagated uncertainty."
         ),
         "source": spec.source,
@@ -100,7 +119,7 @@ def cube_attrs(spec: CubeSpec) -> dict[str, Any]:
         "geospatial_lon_units": "degrees_east",
         "geospatial_lat_resolution": spec.grid.resolution,
         "geospatial_lon_resolution": spec.grid.resolution,
-        "time_coverage_resolution": "P1D",
+        "time_coverage_resolution": spec.step,
         "cdm_data_type": "Grid",
         "featureType": "grid",
         "keywords": "nitrogen dioxide, troposphere, TROPOMI, Sentinel-5P, L3",
@@ -112,14 +131,14 @@ def variable_attrs(spec: CubeSpec) -> dict[str, dict[str, Any]]:
     return {
         "mean": {
             "standard_name": spec.standard_name,
-            "long_name": f"daily mean {spec.long_name}",
+            "long_name": f"{spec.period} mean {spec.long_name}",
             "units": spec.units,
             "cell_methods": "time: mean area: mean",
             "ancillary_variables": "uncertainty count",
         },
         "uncertainty": {
             "standard_name": f"{spec.standard_name} standard_error",
-            "long_name": f"propagated 1-sigma uncertainty of the daily mean {spec.long_name}",
+            "long_name": f"propagated 1-sigma uncertainty of the {spec.period} mean {spec.long_name}",
             "units": spec.units,
         },
         "count": {
@@ -150,7 +169,7 @@ def _template(spec: CubeSpec, n_days: int) -> xr.Dataset:
             da.full(shape, fill, dtype=dtype, chunks=chunks),  # type: ignore[no-untyped-call]
             var_attrs[name],
         )
-    time = np.array([np.datetime64(spec.origin, "D") + i for i in range(n_days)], dtype="datetime64[ns]")
+    time = (np.datetime64(spec.origin, "D") + spec.time_offsets(n_days)).astype("datetime64[ns]")
     ds = xr.Dataset(
         data_vars,
         coords={
@@ -241,7 +260,7 @@ def _write_time(store: Store, spec: CubeSpec, n_days: int) -> None:
     assert isinstance(time, zarr.Array)
     if time.shape[0] != n_days:
         time.resize((n_days,))
-    time[:] = np.arange(n_days, dtype=np.int32)
+    time[:] = spec.time_offsets(n_days)
 
 
 def day_keys(spec: CubeSpec, day: dt.date) -> dict[str, str]:
