@@ -120,8 +120,8 @@ def cube_attrs(spec: CubeSpec) -> dict[str, Any]:
         "geospatial_lat_resolution": spec.grid.resolution,
         "geospatial_lon_resolution": spec.grid.resolution,
         "time_coverage_resolution": spec.step,
-        "cdm_data_type": "Grid",
-        "featureType": "grid",
+        "cdm_data_type": "Grid",  # ACDD; CF featureType is for discrete sampling geometries, not grids
+        "history": f"eolake: {spec.period} L3 binned from Sentinel-5P TROPOMI L2 granules",
         "keywords": "nitrogen dioxide, troposphere, TROPOMI, Sentinel-5P, L3",
     }
 
@@ -141,8 +141,7 @@ def variable_attrs(spec: CubeSpec) -> dict[str, dict[str, Any]]:
             "long_name": f"propagated 1-sigma uncertainty of the {spec.period} mean {spec.long_name}",
             "units": spec.units,
         },
-        "count": {
-            "standard_name": f"{spec.standard_name} number_of_observations",
+        "count": {  # no standard_name: CF 1.10 deprecates the number_of_observations modifier
             "long_name": "number of valid pixels averaged into the cell",
             "units": "1",
         },
@@ -202,6 +201,8 @@ def _encoding(spec: CubeSpec) -> dict[str, dict[str, Any]]:
         }
         for name in DATA_VARS
     }
+    for coord in ("lat", "lon"):  # CF §2.5.1: coordinate variables have no _FillValue
+        enc[coord] = {"_FillValue": None}
     enc["time"] = {
         "units": TIME_UNITS_TEMPLATE.format(origin=spec.origin.isoformat()),
         "calendar": "proleptic_gregorian",
@@ -406,3 +407,14 @@ def open_cube(store: Store, *, chunks: dict[str, int] | None = None) -> xr.Datas
             store, zarr_format=3, consolidated=True, chunks=chunks if chunks is not None else {}
         )
     return ds
+
+
+def netcdf_encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """Encoding for ``ds.to_netcdf(path, encoding=netcdf_encoding(ds))`` of (part of) a cube that keeps it
+    CF-1.10 compliant: coordinate variables without ``_FillValue`` (CF §2.5.1), data compressed (zlib)."""
+    enc: dict[str, dict[str, Any]] = {
+        str(name): {"_FillValue": None} for name in ds.coords if name in ("lat", "lon", "time")
+    }
+    for name in ds.data_vars:
+        enc[str(name)] = {"zlib": True, "complevel": 4}
+    return enc
