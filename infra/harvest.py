@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from infra.sources import UpstreamGranule
+from infra.sources import UpstreamGranule, redact_url
 from infra.storage import Lake
 from infra.transfer import fetch_granule, raw_key
 from transforms.errors import SourceError
@@ -28,9 +28,9 @@ def plan_harvest(upstream: list[UpstreamGranule], ledger: pd.DataFrame) -> list[
     todo = []
     for g in upstream:
         row = known.get(g.granule_id)
-        if row is None or (row.status == "quarantined" and int(row.attempts or 0) < RETRY_BUDGET):
-            todo.append(g)
-        elif row.status == "harvested" and g.sha256 and isinstance(row.sha256, str) and g.sha256 != row.sha256:
+        if row is None or (row.status == "quarantined" and int(row.attempts or 0) < RETRY_BUDGET) or (
+            row.status == "harvested" and g.sha256 and isinstance(row.sha256, str) and g.sha256 != row.sha256
+        ):
             todo.append(g)
     return todo
 
@@ -58,7 +58,7 @@ def harvest_granule(g: UpstreamGranule, lake: Lake, *, source: str, attempts: in
         "status": "harvested" if result.ok else "quarantined",
         "reason": result.reason,
         "source": source,
-        "source_href": g.href,
+        "source_href": redact_url(g.href),
         "attempts": attempts,
         "updated": dt.datetime.now(dt.UTC),
     }
@@ -82,7 +82,7 @@ def failed_row(g: UpstreamGranule, *, source: str, error: SourceError, attempts:
         "status": "quarantined",
         "reason": f"download failed: {error}",
         "source": source,
-        "source_href": g.href,
+        "source_href": redact_url(g.href),
         "attempts": attempts,
         "updated": dt.datetime.now(dt.UTC),
     }

@@ -17,6 +17,7 @@ from typing import IO
 
 import requests
 
+from infra.sources import redact_url
 from transforms.errors import EolakeError, SourceError
 
 
@@ -61,13 +62,13 @@ def download(
             with _get(url, headers=headers, timeout=policy.timeout_s) as resp:
                 if resp.status_code in (401, 403):
                     raise UpstreamAuthError(
-                        f"{url} refused access (HTTP {resp.status_code}): check {credential_hint}"
+                        f"{redact_url(url)} refused access (HTTP {resp.status_code}): check {credential_hint}"
                     )
                 if resp.status_code == 429 or resp.status_code >= 500:
                     last = f"HTTP {resp.status_code}"
                     wait = min(policy.max_wait_s, _retry_after(resp) or wait)
                 elif resp.status_code >= 400:
-                    raise SourceError(f"{url}: HTTP {resp.status_code} {resp.reason}")
+                    raise SourceError(f"{redact_url(url)}: HTTP {resp.status_code} {resp.reason}")
                 else:
                     expected = resp.headers.get("Content-Length")
                     digest = hashlib.sha256()
@@ -84,7 +85,7 @@ def download(
             last = f"{type(exc).__name__}: {exc}"
         if attempt < policy.attempts:
             sleep(wait)
-    raise SourceError(f"download of {url} failed after {policy.attempts} attempts (last: {last})")
+    raise SourceError(f"download of {redact_url(url)} failed after {policy.attempts} attempts (last: {last})")
 
 
 @contextmanager

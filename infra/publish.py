@@ -23,6 +23,7 @@ from catalog.items import create_granule_collection, create_granule_item
 from catalog.store import CatalogStore
 from catalog.tables import EMISSIONS_COLLECTION
 from infra.cubes import committed_days, cube_key, monthly_key, monthly_spec, quicklook_days, quicklook_key
+from infra.sources import redact_url
 from infra.storage import Lake
 from transforms.cube import CubeSpec
 from transforms.granules import parse_granule_name
@@ -58,13 +59,16 @@ def publish_granules(lake: Lake, rows: pd.DataFrame, footprints: Mapping[str, di
                 continue
             fp = footprints[r.granule_id]
             items.append(
-                create_granule_item(
-                    parse_granule_name(r.granule_id),
-                    href=_rel_from_item(r.key),
-                    geometry=fp["geometry"],
-                    bbox=fp["bbox"],
-                    size=int(r.size),
-                    checksum_sha256=r.sha256,
+                _with_upstream_link(
+                    create_granule_item(
+                        parse_granule_name(r.granule_id),
+                        href=_rel_from_item(r.key),
+                        geometry=fp["geometry"],
+                        bbox=fp["bbox"],
+                        size=int(r.size),
+                        checksum_sha256=r.sha256,
+                    ),
+                    r.source_href,
                 )
             )
         superseded = [r.granule_id for r in group.itertuples(index=False) if r.status == "superseded"]
@@ -81,6 +85,19 @@ def publish_granules(lake: Lake, rows: pd.DataFrame, footprints: Mapping[str, di
         store.upsert(collection, items)
         written += len(items)
     return written
+
+
+def _with_upstream_link(item: pystac.Item, source_href: str | None) -> pystac.Item:
+    """Link a raw granule's item to the upstream file it was copied from (credentials redacted)."""
+    if source_href:
+        link = pystac.Link(
+            "derived_from",
+            redact_url(source_href),
+            media_type="application/x-netcdf",
+            title="upstream granule",
+        )
+        item.add_link(link)
+    return item
 
 
 def publish_cube(lake: Lake, spec: CubeSpec) -> int:

@@ -13,7 +13,7 @@ import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import fsspec
 import pystac
@@ -40,6 +40,15 @@ class UpstreamGranule:
         return self.name.id
 
 
+def redact_url(href: str) -> str:
+    """``href`` without its query string and fragment: signed URLs (SAS tokens, presigned S3) carry
+    credentials there, which must never reach logs, the ledger or the catalog."""
+    parts = urlsplit(href)
+    if not parts.scheme or not (parts.query or parts.fragment):
+        return href
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
 def _is_url(s: str) -> bool:
     return urlparse(s).scheme in {"http", "https", "s3", "gs", "az", "file"}
 
@@ -51,12 +60,12 @@ def _read_json(href: str) -> dict[str, Any]:
             return doc
     except FileNotFoundError as exc:
         raise SourceError(
-            f"source {href} not found: give a static catalog.json path/URL or a STAC API root"
+            f"source {redact_url(href)} not found: give a static catalog.json path/URL or a STAC API root"
         ) from exc
     except json.JSONDecodeError as exc:
-        raise SourceError(f"source {href} is not JSON ({exc.msg}): is it a STAC catalog or API?") from exc
+        raise SourceError(f"source {redact_url(href)} is not JSON ({exc.msg}): is it a STAC catalog or API?") from exc
     except Exception as exc:  # network stacks raise many types
-        raise SourceError(f"cannot read source {href}: {type(exc).__name__}: {exc}") from exc
+        raise SourceError(f"cannot read source {redact_url(href)}: {type(exc).__name__}: {exc}") from exc
 
 
 def resolve_source(source: str) -> tuple[str, dict[str, Any]]:
@@ -125,9 +134,9 @@ def find_granules(
         try:
             catalog = pystac.read_dict(root, href=href)
         except Exception as exc:
-            raise SourceError(f"{href} is not a valid STAC catalog: {exc}") from exc
+            raise SourceError(f"{redact_url(href)} is not a valid STAC catalog: {exc}") from exc
         if not isinstance(catalog, pystac.Catalog):
-            raise SourceError(f"{href} is a STAC {type(catalog).__name__}, not a catalog or collection")
+            raise SourceError(f"{redact_url(href)} is a STAC {type(catalog).__name__}, not a catalog or collection")
         items = catalog.get_items(recursive=True)
     found = []
     for item in items:
@@ -148,4 +157,4 @@ def _search_api(href: str, *, collection: str, start: dt.date, end: dt.date) -> 
         search = client.search(collections=[collection], datetime=(lo, hi), limit=250)
         return list(search.items())
     except Exception as exc:
-        raise SourceError(f"STAC API search at {href} failed: {type(exc).__name__}: {exc}") from exc
+        raise SourceError(f"STAC API search at {redact_url(href)} failed: {type(exc).__name__}: {exc}") from exc

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import fsspec
 
 from infra.http import UpstreamAuthError, download
+from infra.sources import redact_url
 from infra.storage import Lake
 from transforms.errors import GranuleReadError, SourceError
 from transforms.s5p import open_observations
@@ -62,13 +63,13 @@ def fetch_granule(
             size, sha = _copy(href, lake, partial)
     except FileNotFoundError as exc:
         _discard(lake, partial)
-        raise SourceError(f"upstream file {href} is missing") from exc
+        raise SourceError(f"upstream file {redact_url(href)} is missing") from exc
     except (SourceError, UpstreamAuthError):
         _discard(lake, partial)
         raise
     except Exception as exc:
         _discard(lake, partial)
-        raise SourceError(f"download of {href} failed: {type(exc).__name__}: {exc}") from exc
+        raise SourceError(f"download of {redact_url(href)} failed: {type(exc).__name__}: {exc}") from exc
 
     reason = None
     if expected_size is not None and size != expected_size:

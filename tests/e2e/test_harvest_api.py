@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pystac
 
-from tests.fakes.upstream import serve_upstream
+from tests.fakes.upstream import SIGNATURE, serve_upstream
 
 
 def test_harvest_from_a_stac_api_over_http(cli, tmp_path: Path) -> None:
@@ -56,6 +57,14 @@ def test_harvest_from_a_stac_api_over_http(cli, tmp_path: Path) -> None:
         assert "0 fetched" in again
     report = _latest_artifact(cli.env["PREFECT_API_URL"], "eolake-harvest-no2")
     assert f"| {len(upstream)} | 0 | {len(upstream)} | 0 | 0 |" in report  # the re-run's report
+    leaks = [p for p in lake.rglob("*") if p.is_file() and SIGNATURE.encode() in p.read_bytes()]
+    assert leaks == []  # signed-URL tokens reach neither the ledger nor the catalog
+    items = list(pystac.Catalog.from_file(str(lake / "stac" / "catalog.json")).get_items(recursive=True))
+    granule_items = [i for i in items if i.collection_id == "s5p-l2-no2"]
+    assert len(granule_items) == len(upstream)
+    for item in granule_items:
+        (link,) = item.get_links("derived_from")
+        assert link.href.startswith("http://127.0.0.1:") and link.href.endswith(f"/files/{item.id}.nc")
     ledger = pd.read_parquet(lake / "ledger" / "granules.parquet")
     assert sorted(ledger["granule_id"] + ".nc") == upstream
     assert ledger["source_href"].str.startswith("http://127.0.0.1:").all()
@@ -69,7 +78,9 @@ def _latest_artifact(api: str, key: str) -> str:
     import urllib.request
 
     body = json.dumps({"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1}).encode()
-    req = urllib.request.Request(f"{api}/artifacts/filter", data=body, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{api}/artifacts/filter", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         (artifact,) = json.loads(r.read())
     return str(artifact["data"])
