@@ -57,6 +57,7 @@ class CubeSpec:
     chunk_lat: int = 360  # inner chunk (cells): what a map or a small-region read decompresses
     chunk_lon: int = 360
     zstd_level: int = 3  # chosen by measurement (bench/cube_io.py, docs/cubes.md)
+    codec: Literal["zstd", "blosc-zstd"] = "zstd"  # blosc-zstd: byte shuffle, then zstd at zstd_level
     step: Step = "P1D"  # time step: daily cube, or monthly means (time = first day of the month)
 
     @property
@@ -189,14 +190,20 @@ def _template(spec: CubeSpec, n_days: int) -> xr.Dataset:
     return ds
 
 
-def _encoding(spec: CubeSpec) -> dict[str, dict[str, Any]]:
-    from zarr.codecs import ZstdCodec
+def _compressor(spec: CubeSpec) -> Any:
+    from zarr.codecs import BloscCodec, ZstdCodec
 
+    if spec.codec == "blosc-zstd":
+        return BloscCodec(cname="zstd", clevel=spec.zstd_level, shuffle="shuffle", typesize=4)
+    return ZstdCodec(level=spec.zstd_level)
+
+
+def _encoding(spec: CubeSpec) -> dict[str, dict[str, Any]]:
     enc: dict[str, dict[str, Any]] = {
         name: {
             "chunks": spec.chunks,
             "shards": spec.shards,
-            "compressors": (ZstdCodec(level=spec.zstd_level),),
+            "compressors": (_compressor(spec),),
             "fill_value": 0 if name == "count" else np.nan,
         }
         for name in DATA_VARS
@@ -311,9 +318,10 @@ def _get(store: Store, key: str) -> bytes | None:
 
 def stage_day(
     staging: Store, blobs: Mapping[str, bytes | None], *, day: dt.date, record: Mapping[str, Any]
-) -> None:
+) -> dict[str, Any]:
     """Write a day's encoded shards into ``staging``, then its manifest (with ``record``: what commits the
-    day, JSON-serialisable) last. Until the manifest exists the staged objects mean nothing."""
+    day, JSON-serialisable) last. Until the manifest exists the staged objects mean nothing. Returns the
+    manifest."""
     prefix = day.isoformat()
     entries = {}
     for name, data in blobs.items():
@@ -322,6 +330,7 @@ def stage_day(
         entries[name] = None if data is None else hashlib.sha256(data).hexdigest()
     manifest = {"day": prefix, "objects": entries, "record": dict(record)}
     _put(staging, f"{prefix}/manifest.json", json.dumps(manifest, default=str).encode())
+    return manifest
 
 
 def staged_days(staging: Store) -> list[dt.date]:
@@ -343,8 +352,25 @@ def publish_staged(store: Store, staging: Store, spec: CubeSpec, day: dt.date) -
         raise FileNotFoundError(f"no staged manifest for {prefix}: stage the day first")
     manifest = json.loads(raw)
     ensure_cube(store, spec, until=day)
+    return _publish(store, staging, spec, day, manifest)
+
+
+def _publish(
+    store: Store,
+    staging: Store,
+    spec: CubeSpec,
+    day: dt.date,
+    manifest: Mapping[str, Any],
+    blobs: Mapping[str, bytes | None] | None = None,
+) -> dict[str, Any]:
+    """Publish a staged day; ``blobs``: the staged bytes still in memory (checked against the manifest like
+    the staged copies), so the writer need not read back what it just staged."""
+    prefix = day.isoformat()
     keys = day_keys(spec, day)
     for name, digest in manifest["objects"].items():
+        if digest is not None and blobs is not None and blobs.get(name) is not None:
+            _put(store, keys[name], blobs[name])  # hashed into the manifest moments ago
+            continue
         data = None if digest is None else _get(staging, f"{prefix}/{name}")
         if digest is not None and (data is None or hashlib.sha256(data).hexdigest() != digest):
             current = _get(store, keys[name])  # published before a crash, staging object already dropped
@@ -374,14 +400,28 @@ def write_day(
     replacing exactly what that day held, by the staged protocol of this module (``staging`` defaults to an
     in-memory store: atomic per object, but not resumable). Creates or grows the cube as needed. Returns
     ``record`` (what the caller commits)."""
-    blobs = encode_day(fields, spec)
-    ensure_cube(store, spec, until=day)
-    staging = staging if staging is not None else zarr.storage.MemoryStore()
-    stage_day(staging, blobs, day=day, record=record or {})
-    out = publish_staged(store, staging, spec, day)
+    out = write_encoded_day(
+        store, encode_day(fields, spec), day=day, spec=spec, staging=staging, record=record
+    )
     if attrs:
         set_cube_attrs(store, attrs)
     return out
+
+
+def write_encoded_day(
+    store: Store,
+    blobs: Mapping[str, bytes | None],
+    *,
+    day: dt.date,
+    spec: CubeSpec,
+    staging: Store | None = None,
+    record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The storage half of :func:`write_day`: stage ``blobs`` (from :func:`encode_day`), then publish them."""
+    ensure_cube(store, spec, until=day)
+    staging = staging if staging is not None else zarr.storage.MemoryStore()
+    manifest = stage_day(staging, blobs, day=day, record=record or {})
+    return _publish(store, staging, spec, day, manifest, blobs)
 
 
 def set_cube_attrs(store: Store, attrs: Mapping[str, Any]) -> None:
