@@ -40,10 +40,12 @@ CID = "s5p-l2-no2"
 T0 = dt.datetime(2019, 1, 1, tzinfo=dt.UTC)
 
 
-def simulated_items(n: int, *, seed: int = 0) -> list[dict[str, Any]]:
+def simulated_items(n: int, *, seed: int = 0, first: int = 0) -> list[dict[str, Any]]:
+    """Granules ``first`` … ``first + n - 1`` of one continuous orbit sequence (so batches do not overlap in
+    time and ids are unique)."""
     rng = np.random.default_rng(seed)
     out = []
-    for i in range(n):
+    for i in range(first, first + n):
         start = T0 + dt.timedelta(minutes=101.5 * i)
         end = start + dt.timedelta(minutes=101.5)
         lon = float((-25.4 * i) % 360 - 180)
@@ -95,14 +97,17 @@ def collection() -> dict[str, Any]:
     }
 
 
+def log(msg: str) -> None:
+    """Progress on stderr (the results go to stdout as JSON lines)."""
+    print(f"{dt.datetime.now(dt.UTC):%H:%M:%S} {msg}", file=sys.stderr, flush=True)
+
+
 def build_store(root: Path, n: int) -> CatalogStore:
     store = CatalogStore(fsspec.filesystem("file"), str(root), browsable=False)
     batch = 100_000
     for first in range(0, n, batch):
-        items = simulated_items(min(batch, n - first), seed=first)
-        for k, it in enumerate(items):  # unique ids across batches
-            it["id"] = f"{it['id']}-{first + k}"
-        store.upsert(collection(), items)
+        store.upsert(collection(), simulated_items(min(batch, n - first), seed=first, first=first))
+        log(f"store: {min(first + batch, n)}/{n} items")
     return store
 
 
@@ -168,7 +173,9 @@ def run(n: int, rounds: int) -> dict[str, Any]:
         try:
             migrate(pg.url)
             t = time.perf_counter()
+            log("pgstac: loading")
             load_store(store, pg.url)
+            log("pgstac: loaded")
             load_s = time.perf_counter() - t
             env = {**os.environ, "PYTHONPATH": str(REPO)}
             servers = [
@@ -181,6 +188,7 @@ def run(n: int, rounds: int) -> dict[str, Any]:
                 "load_pgstac_s": round(load_s, 1),
             }
             for name, server in zip(("embedded", "pgstac"), servers, strict=True):
+                log(f"{name}: searching")
                 for url in mix(n):  # warm-up: loading, caches
                     timed(server.url + url)
                 lat = [timed(server.url + url)[0] for _ in range(rounds) for url in mix(n)]

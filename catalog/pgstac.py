@@ -32,8 +32,8 @@ def migrate(dsn: str) -> str:
 
 
 def load_store(store: CatalogStore, dsn: str, *, collections: list[str] | None = None) -> dict[str, int]:
-    """Upsert every collection of ``store`` (or those named) and its items into pgstac at ``dsn``.
-    Returns items loaded per collection."""
+    """Upsert every collection of ``store`` (or those named) and its items into pgstac at ``dsn``, streaming
+    the items ``BATCH`` at a time. Returns items loaded per collection."""
     engine = StoreCatalog(store)
     counts: dict[str, int] = {}
     with PgstacDB(dsn=dsn) as db:
@@ -46,7 +46,7 @@ def load_store(store: CatalogStore, dsn: str, *, collections: list[str] | None =
 
             def items(cid: str = cid) -> Iterator[dict[str, Any]]:
                 nonlocal n
-                for doc in store.read_item_dicts(cid):
+                for doc in store.iter_item_dicts(cid, batch_size=BATCH):
                     n += 1
                     yield absolute_hrefs(doc, store, cid)
 

@@ -168,6 +168,19 @@ class CatalogStore:
     def read_item_dicts(self, cid: str) -> list[dict[str, Any]]:
         return list(table_to_items(self.read_table(cid)))
 
+    def iter_item_dicts(self, cid: str, *, batch_size: int = 10_000) -> Iterator[dict[str, Any]]:
+        """The collection's item dicts, read ``batch_size`` rows at a time, so a large collection is never
+        held in memory as dicts all at once."""
+        path = self.items_path(cid)
+        if not self.fs.exists(path):
+            yield from self.read_item_dicts(cid)
+            return
+        with self.fs.open(path, "rb") as f:
+            pf = pq.ParquetFile(f)
+            schema = pf.schema_arrow  # keeps the schema metadata (JSON-text columns)
+            for batch in pf.iter_batches(batch_size=batch_size):
+                yield from table_to_items(pa.Table.from_batches([batch], schema=schema))
+
     def read_collection_dict(self, cid: str) -> dict[str, Any] | None:
         path = self._collection_path(cid)
         if not self.fs.exists(path):
