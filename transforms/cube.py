@@ -20,11 +20,13 @@ The stores are handed in (any Zarr v3 store: ``LocalStore``, ``FsspecStore`` on 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
 import warnings
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -311,6 +313,46 @@ def _put(store: Store, key: str, data: bytes | None) -> None:
         sync(store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
 
 
+def _put_all(store: Store, items: Mapping[str, bytes | None]) -> None:
+    """Put (or delete, for None) several objects concurrently; returns when all are done (raises the first
+    failure after all have finished)."""
+
+    async def one(key: str, data: bytes | None) -> None:
+        if data is None:
+            await store.delete(key)
+        else:
+            await store.set(key, default_buffer_prototype().buffer.from_bytes(data))
+
+    async def all_() -> list[BaseException | None]:
+        return await asyncio.gather(*(one(k, v) for k, v in items.items()), return_exceptions=True)
+
+    for outcome in sync(all_()):
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
+def _move_all(src: Store, dst: Store, keys: Mapping[str, str]) -> bool:
+    """Move objects from ``src`` to ``dst`` without moving their bytes through this process when both stores
+    are local directories on one file system (rename: atomic, no second write). Returns False (nothing moved)
+    when the stores do not allow it; the caller then puts the bytes."""
+    from pathlib import Path
+
+    if not (type(src) is zarr.storage.LocalStore and type(dst) is zarr.storage.LocalStore):
+        return False  # plain local stores only: a subclass may change what set() does
+    src_root, dst_root = Path(src.root), Path(dst.root)
+    if not src_root.exists() or src_root.stat().st_dev != dst_root.stat().st_dev:
+        return False
+    for s_key, d_key in keys.items():
+        target = dst_root / d_key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (src_root / s_key).replace(target)
+    return True
+
+
+def _sha256(data: bytes | None) -> str | None:
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
 def _get(store: Store, key: str) -> bytes | None:
     buf = sync(store.get(key, prototype=default_buffer_prototype()))
     return None if buf is None else buf.to_bytes()
@@ -323,11 +365,10 @@ def stage_day(
     day, JSON-serialisable) last. Until the manifest exists the staged objects mean nothing. Returns the
     manifest."""
     prefix = day.isoformat()
-    entries = {}
-    for name, data in blobs.items():
-        if data is not None:
-            _put(staging, f"{prefix}/{name}", data)
-        entries[name] = None if data is None else hashlib.sha256(data).hexdigest()
+    with ThreadPoolExecutor(max_workers=len(blobs) or 1) as pool:  # sha256 releases the GIL
+        digests = pool.map(_sha256, blobs.values())
+        _put_all(staging, {f"{prefix}/{name}": data for name, data in blobs.items() if data is not None})
+        entries = dict(zip(blobs, digests, strict=True))
     manifest = {"day": prefix, "objects": entries, "record": dict(record)}
     _put(staging, f"{prefix}/manifest.json", json.dumps(manifest, default=str).encode())
     return manifest
@@ -367,9 +408,15 @@ def _publish(
     the staged copies), so the writer need not read back what it just staged."""
     prefix = day.isoformat()
     keys = day_keys(spec, day)
+    fresh = {  # in memory, hashed into the manifest moments ago
+        name: blobs[name]
+        for name, digest in manifest["objects"].items()
+        if digest is not None and blobs is not None and blobs.get(name) is not None
+    }
+    if not _move_all(staging, store, {f"{prefix}/{name}": keys[name] for name in fresh}):
+        _put_all(store, {keys[name]: data for name, data in fresh.items()})
     for name, digest in manifest["objects"].items():
-        if digest is not None and blobs is not None and blobs.get(name) is not None:
-            _put(store, keys[name], blobs[name])  # hashed into the manifest moments ago
+        if name in fresh:
             continue
         data = None if digest is None else _get(staging, f"{prefix}/{name}")
         if digest is not None and (data is None or hashlib.sha256(data).hexdigest() != digest):
@@ -378,9 +425,7 @@ def _publish(
                 continue
             raise OSError(f"staged object {prefix}/{name} is missing or corrupt: re-grid {prefix}")
         _put(store, keys[name], data)
-    for name, digest in manifest["objects"].items():
-        if digest is not None:
-            _put(staging, f"{prefix}/{name}", None)
+    _put_all(staging, {f"{prefix}/{name}": None for name, d in manifest["objects"].items() if d is not None})
     _put(staging, f"{prefix}/manifest.json", None)
     record: dict[str, Any] = manifest["record"]
     return record
