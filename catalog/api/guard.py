@@ -3,7 +3,8 @@
 An ASGI middleware reads the query string of ``GET /search`` and ``GET /collections/{id}/items`` (and the
 JSON body of ``POST /search``), checks bbox, datetime, intersects, filter, sortby, fields, limit, ids,
 collections and token, normalises them once (3-D bboxes become 2-D, an antimeridian-crossing bbox becomes a
-two-box ``intersects``, ``limit`` is capped), and passes the normalised request on.
+two-box ``intersects``, ``limit`` is capped, a ``query`` property without operators is dropped), and passes
+the normalised request on.
 """
 
 from __future__ import annotations
@@ -265,6 +266,10 @@ def check_params(params: dict[str, Any], *, is_get: bool) -> dict[str, Any]:
                 ) from None
         if not isinstance(q, dict) or not all(isinstance(v, dict) for v in q.values()):
             raise BadInput('invalid query: give a JSON object like {"eolake:coverage": {"gt": 0.5}}')
+        if any(not k.strip() for k in q):
+            raise BadInput(
+                'invalid query: property names must not be empty, e.g. {"eolake:coverage": {"gt": 0.5}}'
+            )
         for ops in q.values():
             for op in ops:
                 if op not in {
@@ -282,6 +287,12 @@ def check_params(params: dict[str, Any], *, is_get: bool) -> dict[str, Any]:
                     raise BadInput(
                         f"invalid query operator {op!r}: use eq, neq, lt, lte, gt, gte, in, startsWith"
                     )
+        # a property without operators, or an empty query, constrains nothing (pgstac fails on it): drop it
+        q = {k: v for k, v in q.items() if v}
+        if q:
+            out["query"] = json.dumps(q) if is_get else q
+        else:
+            del out["query"]
     for name in ("ids", "collections"):
         if out.get(name) is not None:
             check_strings(name, out[name])
