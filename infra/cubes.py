@@ -80,8 +80,9 @@ def monthly_spec(spec: CubeSpec) -> CubeSpec:
 
 
 def monthly_key(spec: CubeSpec) -> str:
-    """``cubes/s5p-<product>/<grid_id>-monthly.zarr`` (``spec``: the daily cube)."""
-    return f"cubes/s5p-{spec.product}/{spec.grid.grid_id}-monthly.zarr"
+    """``cubes/s5p-<product>/monthly/<grid_id>.zarr`` (``spec``: the daily cube; a sub-folder, so the daily
+    stores stay the only ``*.zarr`` beside each other)."""
+    return f"cubes/s5p-{spec.product}/monthly/{spec.grid.grid_id}.zarr"
 
 
 def update_monthly(lake: Lake, spec: CubeSpec, days: list[dt.date]) -> list[dt.date]:
@@ -92,7 +93,7 @@ def update_monthly(lake: Lake, spec: CubeSpec, days: list[dt.date]) -> list[dt.d
         return []
     mspec = monthly_spec(spec)
     store = zarr_store(lake, monthly_key(spec))
-    staging = zarr_store(lake, f"cubes/s5p-{spec.product}/.staging/{spec.grid.grid_id}-monthly")
+    staging = zarr_store(lake, f"cubes/s5p-{spec.product}/.staging-monthly/{spec.grid.grid_id}")
     ensure_cube(store, mspec, until=months[-1])
     committed = set(pd.to_datetime(committed_days(lake, spec)["day"]).dt.date)
     daily = open_lake_cube(lake, spec)
