@@ -75,7 +75,12 @@ def mask_observations(
         rule = QualityRule(qa_above=qa_threshold)
     if rule is None:
         raise InputError("mask_observations needs qa_threshold or a QualityRule (see quality_rule(product))")
-    keep = (
+    return obs.isel(pixel=np.flatnonzero(observation_mask(obs, rule=rule)))
+
+
+def observation_mask(obs: xr.Dataset, *, rule: QualityRule) -> npt.NDArray[np.bool_]:
+    """The pixels :func:`mask_observations` keeps, as a boolean array over dim ``pixel``."""
+    keep: npt.NDArray[np.bool_] = (
         np.isfinite(obs["value"].values)
         & np.isfinite(obs["latitude"].values)
         & np.isfinite(obs["longitude"].values)
@@ -84,13 +89,19 @@ def mask_observations(
     if "uncertainty" in obs:
         unc = obs["uncertainty"].values
         keep &= np.isfinite(unc) & (unc > 0)
-    return obs.isel(pixel=np.flatnonzero(keep))
+    return keep
 
 
 def select_day(obs: xr.Dataset, day: np.datetime64 | dt.date) -> xr.Dataset:
     """Pixels whose UTC time falls on ``day``. dims (pixel,)."""
+    return obs.isel(pixel=np.flatnonzero(day_mask(obs, day)))
+
+
+def day_mask(obs: xr.Dataset, day: np.datetime64 | dt.date) -> npt.NDArray[np.bool_]:
+    """The pixels :func:`select_day` keeps, as a boolean array over dim ``pixel``."""
     t = obs["time"].values.astype("datetime64[D]")
-    return obs.isel(pixel=np.flatnonzero(t == np.asarray(day).astype("datetime64[D]")))
+    mask: npt.NDArray[np.bool_] = t == np.asarray(day).astype("datetime64[D]")
+    return mask
 
 
 class GridAccumulator:

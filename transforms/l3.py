@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import numpy as np
 import xarray as xr
 
 from transforms.grid import GridSpec
@@ -20,9 +21,9 @@ from transforms.gridding import (
     Method,
     QualityRule,
     Weighting,
-    mask_observations,
+    day_mask,
+    observation_mask,
     quality_rule,
-    select_day,
 )
 from transforms.products import ProductSpec
 from transforms.s5p import open_observations
@@ -57,10 +58,19 @@ def grid_granules(
     rule = QualityRule(qa_above=qa_threshold) if qa_threshold is not None else quality_rule(product)
     acc = GridAccumulator(grid, method=method, weighting=weighting)
     read = 0
+    corners = method == "footprint"
     for f in files:
-        obs = open_observations(f, product=product)
+        obs = open_observations(f, product=product, corners=corners)  # lean read for centre binning
         read += obs.sizes["pixel"]
-        acc.add(select_day(mask_observations(obs, rule=rule), day))
+        keep = np.flatnonzero(observation_mask(obs, rule=rule) & day_mask(obs, day))
+        acc.add_arrays(
+            value=obs["value"].values[keep],
+            uncertainty=obs["uncertainty"].values[keep],
+            latitude=obs["latitude"].values[keep],
+            longitude=obs["longitude"].values[keep],
+            latitude_bounds=obs["latitude_bounds"].values[keep] if corners else None,
+            longitude_bounds=obs["longitude_bounds"].values[keep] if corners else None,
+        )
     fields = acc.fields()
     observed = int((fields["count"].values > 0).sum())
     stats = DayStats(

@@ -828,7 +828,7 @@ def _check_product(f: h5py.File, spec: ProductSpec, label: str) -> str:
     return granule_id
 
 
-def open_observations(source: Source, *, product: str | ProductSpec) -> xr.Dataset:
+def open_observations(source: Source, *, product: str | ProductSpec, corners: bool = True) -> xr.Dataset:
     """Read an S5P L2 granule into a flat, in-memory observations Dataset.
 
     ``source`` is a path or a binary file object (a plain ``open(..., "rb")``, ``io.BytesIO`` or an
@@ -838,12 +838,13 @@ def open_observations(source: Source, *, product: str | ProductSpec) -> xr.Datas
     ``latitude_bounds``/``longitude_bounds`` (pixel, corner), and coords ``scanline``/``ground_pixel``
     (the pixel's position in the swath). Fill values are NaN (NaT for time). Nothing is filtered by qa.
     Raises :class:`GranuleReadError` for empty, truncated, corrupt or wrong-product files.
+    ``corners=False`` is the lean read for centre binning: the corner variables are neither read nor returned.
     """
     spec = get_product(product)
     label = _describe(source)
     try:
         with _open_hdf5(source, label) as f:
-            return _read(f, spec, label)
+            return _read(f, spec, label, corners=corners)
     except GranuleReadError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
@@ -853,7 +854,7 @@ def open_observations(source: Source, *, product: str | ProductSpec) -> xr.Datas
         ) from err
 
 
-def _read(f: h5py.File, spec: ProductSpec, label: str) -> xr.Dataset:
+def _read(f: h5py.File, spec: ProductSpec, label: str, *, corners: bool = True) -> xr.Dataset:
     granule_id = _check_product(f, spec, label)
     product = f.get("PRODUCT")
     if not isinstance(product, h5py.Group):
@@ -870,8 +871,10 @@ def _read(f: h5py.File, spec: ProductSpec, label: str) -> xr.Dataset:
     geoloc = f.get(GEOLOCATIONS)
     if not isinstance(geoloc, h5py.Group):
         raise GranuleReadError(f"granule {label} has no {GEOLOCATIONS} group (pixel corners)")
-    lat_b = _decode(_variable(geoloc, "latitude_bounds", GEOLOCATIONS, label), 3, label)
-    lon_b = _decode(_variable(geoloc, "longitude_bounds", GEOLOCATIONS, label), 3, label)
+    bounds: dict[str, npt.NDArray[np.floating[Any]]] = {}
+    if corners:
+        for var in ("latitude_bounds", "longitude_bounds"):
+            bounds[var] = _decode(_variable(geoloc, var, GEOLOCATIONS, label), 3, label)
     for var, arr in (
         ("longitude", lon),
         (value_var, value),
@@ -880,7 +883,7 @@ def _read(f: h5py.File, spec: ProductSpec, label: str) -> xr.Dataset:
     ):
         if arr.shape != (n_scan, n_pix):
             raise GranuleReadError(f"granule {label}: {var} has shape {arr.shape}, latitude {lat.shape}")
-    for var, arr in (("latitude_bounds", lat_b), ("longitude_bounds", lon_b)):
+    for var, arr in bounds.items():
         if arr.shape != (n_scan, n_pix, 4):
             raise GranuleReadError(
                 f"granule {label}: {var} has shape {arr.shape}, expected ({n_scan}, {n_pix}, 4)"
@@ -922,8 +925,10 @@ def _read(f: h5py.File, spec: ProductSpec, label: str) -> xr.Dataset:
             "latitude": ("pixel", lat.reshape(n), {"units": "degrees_north", "standard_name": "latitude"}),
             "longitude": ("pixel", lon.reshape(n), {"units": "degrees_east", "standard_name": "longitude"}),
             "time": ("pixel", np.repeat(scan_time, n_pix), {"long_name": "time of the measurement (UTC)"}),
-            "latitude_bounds": (("pixel", "corner"), lat_b.reshape(n, 4), {"units": "degrees_north"}),
-            "longitude_bounds": (("pixel", "corner"), lon_b.reshape(n, 4), {"units": "degrees_east"}),
+            **{
+                var: (("pixel", "corner"), arr.reshape(n, 4), {"units": units})
+                for (var, arr), units in zip(bounds.items(), ("degrees_north", "degrees_east"), strict=False)
+            },
         },
         coords={
             "scanline": ("pixel", scanline, {"long_name": "along-track index in the granule"}),
