@@ -116,3 +116,45 @@ def test_weighted_sum_is_conserved(pixels: list[tuple[float, float, float, float
     got = np.nansum(fields["mean"].values.astype(float) * fields["weight"].values.astype(float))
     assert got == pytest.approx(float((w * value).sum()), rel=1e-4, abs=1e-3 * w.max() * 1e-6)
     assert int(fields["count"].sum()) == len(pixels)
+
+
+@pytest.mark.parametrize("method", ["centre", "footprint"])
+def test_lean_file_to_grid_equals_the_dataset_path(tmp_path, method: str) -> None:
+    """grid_granules (lean read: no corners for centre, masked arrays binned directly) gives exactly what the
+    full observations Dataset path (open_observations → mask_observations → select_day → add) gives."""
+    import datetime as dt
+
+    from transforms.granules import parse_granule_name
+    from transforms.gridding import GridAccumulator, quality_rule
+    from transforms.l3 import grid_granules
+    from transforms.products import get_product
+    from transforms.s5p import open_observations, write_s5p_l2
+
+    rng = np.random.default_rng(3)
+    n_scan, n_pix = 40, 12
+    lat = np.linspace(44.0, 48.0, n_scan)[:, None] + np.zeros(n_pix)
+    lon = np.linspace(5.0, 9.0, n_pix)[None, :] + np.zeros((n_scan, 1))
+    d = 0.05
+    lat_b = np.stack([lat - d, lat - d, lat + d, lat + d], axis=-1)
+    lon_b = np.stack([lon - d, lon + d, lon + d, lon - d], axis=-1)
+    value = rng.normal(5e-5, 1e-5, (n_scan, n_pix))
+    value[0, :3] = np.nan
+    qa = rng.choice([0.5, 1.0], (n_scan, n_pix))
+    delta = np.linspace(0, 86_400_000 * 1.2, n_scan)  # the last scanlines fall on the next day
+    path = tmp_path / "S5P_OFFL_L2__NO2____20200303T000000_20200303T235959_12367_01_010302_20200305T000000.nc"
+    write_s5p_l2(
+        path, name=parse_granule_name(path.name), latitude=lat, longitude=lon, latitude_bounds=lat_b,
+        longitude_bounds=lon_b, value=value, precision=np.full_like(value, 1e-5), qa_value=qa,
+        delta_time_ms=delta, time_reference=dt.datetime(2020, 3, 3, tzinfo=dt.UTC), include_averaging_kernel=False,
+    )  # fmt: skip
+    grid, product, day = GridSpec(0.5, (0.0, 40.0, 10.0, 50.0)), get_product("no2"), dt.date(2020, 3, 3)
+    assert "latitude_bounds" not in open_observations(path, product=product, corners=False)
+    with open(path, "rb") as f:
+        fields, stats = grid_granules([f], day=day, grid=grid, product=product, method=method)  # type: ignore[arg-type]
+    acc = GridAccumulator(grid, method=method)  # type: ignore[arg-type]
+    obs = open_observations(path, product=product)
+    acc.add(select_day(mask_observations(obs, rule=quality_rule(product)), day))
+    expected = acc.fields()
+    assert 0 < stats.pixels_used == acc.pixels < n_scan * n_pix
+    for name in ("mean", "uncertainty", "count", "weight"):
+        np.testing.assert_array_equal(fields[name].values, expected[name].values)
