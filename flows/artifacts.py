@@ -50,10 +50,15 @@ def report_harvest(summary: Mapping[str, Any], *, product: str, seconds: float) 
 
 
 def report_grid(
-    summary: Mapping[str, Any], *, product: str, seconds: float, item_links: Sequence[str] = ()
+    summary: Mapping[str, Any],
+    *,
+    product: str,
+    seconds: float,
+    item_links: Sequence[str] = (),
+    quicklooks: Sequence[str] = (),
 ) -> None:
-    """Markdown summary of a gridding run (days, granules, coverage) and links to the day items."""
-    from prefect.artifacts import create_link_artifact, create_markdown_artifact
+    """Markdown summary of a gridding run (days, granules, coverage), links to the day items, quicklooks."""
+    from prefect.artifacts import create_image_artifact, create_link_artifact, create_markdown_artifact
 
     lines = [
         f"# Daily {product.upper()} cube `{summary['grid']}`",
@@ -68,20 +73,46 @@ def report_grid(
     create_markdown_artifact("\n".join(lines), key=_key("grid", product), description="gridding report")
     for link in item_links:
         create_link_artifact(link, link_text=link.rsplit("/", 1)[-1], key=_key("grid", product, "items"))
+    for url in quicklooks:
+        create_image_artifact(url, key=_key("grid", product, "quicklook"), description=url.rsplit("/", 1)[-1])
+
+
+def release_summary(table: Any) -> list[dict[str, Any]]:
+    """Per country (and aggregate) of a release table: mean daily total (MtCO2/day), days, gap-filled days."""
+    daily = table.groupby(["country", "iso3", "date"], as_index=False).agg(
+        value=("value", "sum"), gap=("gap_filled", "any")
+    )
+    out = daily.groupby(["country", "iso3"], as_index=False).agg(
+        mean_mtco2_per_day=("value", "mean"), days=("date", "nunique"), gap_filled_days=("gap", "sum")
+    )
+    out["mean_mtco2_per_day"] = out["mean_mtco2_per_day"].round(4)
+    rows: list[dict[str, Any]] = out.sort_values("mean_mtco2_per_day", ascending=False).to_dict("records")
+    return rows
 
 
 def report_release(
-    table_rows: Sequence[Mapping[str, Any]], *, release: str, created: bool, seconds: float
+    table_rows: Sequence[Mapping[str, Any]],
+    *,
+    release: str,
+    created: bool,
+    seconds: float,
+    item_link: str = "",
 ) -> None:
-    """The release as a table artifact (country totals per day) and a markdown note."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+    """The release as a table artifact (country totals), a markdown note and a link to its STAC item."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
     create_table_artifact(
-        [dict(r) for r in table_rows], key=_key("emissions", "release"), description=f"emissions release {release}"
+        [dict(r) for r in table_rows],
+        key=_key("emissions", "release"),
+        description=f"emissions release {release}",
     )
     note = "new release" if created else "inputs unchanged: existing release kept"
     create_markdown_artifact(
-        f"# Emissions release `{release}`\n\n{note}; {len(table_rows)} country-day totals; {seconds:.1f} s.",
+        f"# Emissions release `{release}`\n\n{note}; {len(table_rows)} countries and aggregates; {seconds:.1f} s.",
         key=_key("emissions"),
         description="emissions report",
     )
+    if item_link:
+        create_link_artifact(
+            item_link, link_text=f"STAC item of release {release}", key=_key("emissions", "item")
+        )

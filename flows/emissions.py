@@ -8,7 +8,10 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from infra.emissions import derive_release
+from catalog.tables import EMISSIONS_COLLECTION
+from flows.artifacts import release_summary, report_release, timed
+from flows.windows import writer_lock
+from infra.emissions import derive_release, read_release
 from infra.publish import publish_intake
 from infra.storage import open_lake
 from transforms.grid import GridSpec
@@ -30,6 +33,17 @@ def derive_daily_emissions(
 ) -> dict[str, Any]:
     """A new release of the emissions table (or the existing one when the inputs did not change)."""
     grid = GridSpec.snapped(resolution, bbox)
-    result = derive_task(lake, product, grid, start, end)
-    result["intake"] = publish_intake(open_lake(lake))
+    the_lake = open_lake(lake)
+    with timed() as clock, writer_lock(product):  # the release, its catalog item, catalog.yaml
+        result = derive_task(the_lake.url, product, grid, start, end)
+        result["intake"] = publish_intake(the_lake)
+    item = the_lake.url_of("stac", EMISSIONS_COLLECTION, "items", f"emissions-{result['release']}.json")
+    summary = release_summary(read_release(the_lake, result["release"]))
+    report_release(
+        summary,
+        release=result["release"],
+        created=result["created"],
+        seconds=clock["seconds"],
+        item_link=item,
+    )
     return result

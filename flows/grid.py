@@ -10,6 +10,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from catalog.datacube import cube_collection_id, cube_day_item_id
 from flows.artifacts import report_grid, timed
 from flows.windows import writer_lock
 from infra.cubes import (
@@ -18,6 +19,7 @@ from infra.cubes import (
     days_to_grid,
     grid_day,
     prepare_cube,
+    quicklook_key,
     recover_cube,
     update_monthly,
 )
@@ -84,5 +86,15 @@ def build_daily_cube(
         "months": [m.isoformat()[:7] for m in months],
         "intake": intake,
     }
-    report_grid(summary, product=product, seconds=clock["seconds"])
+    days_done = [r["day"] for r in rows]
+    report_grid(
+        summary,
+        product=product,
+        seconds=clock["seconds"],
+        item_links=[
+            the_lake.url_of("stac", cube_collection_id(spec), "items", f"{cube_day_item_id(spec, d)}.json")
+            for d in days_done
+        ],
+        quicklooks=[the_lake.url_of(quicklook_key(spec, d)) for d in days_done],
+    )
     return summary
