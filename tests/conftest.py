@@ -94,3 +94,18 @@ def offline_cli(tmp_path: Path) -> Cli:
         "http://127.0.0.1:9/api"  # nothing listens there: a run that reached Prefect fails
     )
     return Cli(env, tmp_path)
+
+
+def latest_artifact(api: str, key: str) -> str:
+    """The newest Prefect artifact with ``key`` on the server at ``api`` (over its REST API)."""
+    import json
+    import urllib.request
+
+    body = json.dumps({"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1}).encode()
+    req = urllib.request.Request(
+        f"{api}/artifacts/filter", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        found = json.loads(r.read())
+    assert found, f"no artifact {key!r} on {api}"
+    return str(found[0]["data"])

@@ -14,6 +14,7 @@ import pytest
 
 from infra.dask_processes import start_dask
 from infra.services import Service
+from tests.conftest import latest_artifact
 
 BBOX = "4,47,12,53"
 ARGS = ["--start", "2020-03-02", "--end", "2020-03-03", "--bbox", BBOX, "--resolution", "0.25"]
@@ -122,6 +123,12 @@ def test_demo_local(cli, tmp_path: Path) -> None:
         assert src.read_bytes() == dst.read_bytes()
     got = _run_plain(OPEN_ALL.replace("LAKE", repr(str(lake))), tmp_path)
     _check_artefacts(got)
+
+    # each flow run reported itself as Prefect artifacts
+    api = cli.env["PREFECT_API_URL"]
+    assert "| 2020-03-02 |" in latest_artifact(api, "eolake-grid-no2")
+    assert latest_artifact(api, "eolake-grid-no2-quicklook").endswith("2020-03-03.png")
+    assert "Germany" in latest_artifact(api, "eolake-emissions-release")
 
     # idempotent: a second demo fetches nothing, rewrites the same days and adds no release
     again = cli("demo", "--lake", str(lake), *ARGS).stdout

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pystac
 
+from tests.conftest import latest_artifact
 from tests.fakes.upstream import SIGNATURE, serve_upstream
 
 
@@ -55,7 +56,7 @@ def test_harvest_from_a_stac_api_over_http(cli, tmp_path: Path) -> None:
             str(lake),
         ).stdout
         assert "0 fetched" in again
-    report = _latest_artifact(cli.env["PREFECT_API_URL"], "eolake-harvest-no2")
+    report = latest_artifact(cli.env["PREFECT_API_URL"], "eolake-harvest-no2")
     assert f"| {len(upstream)} | 0 | {len(upstream)} | 0 | 0 |" in report  # the re-run's report
     leaks = [p for p in lake.rglob("*") if p.is_file() and SIGNATURE.encode() in p.read_bytes()]
     assert leaks == []  # signed-URL tokens reach neither the ledger nor the catalog
@@ -70,17 +71,3 @@ def test_harvest_from_a_stac_api_over_http(cli, tmp_path: Path) -> None:
     assert ledger["source_href"].str.startswith("http://127.0.0.1:").all()
     for name in upstream:
         assert next((lake / "raw").rglob(name)).read_bytes() == next(archive.rglob(name)).read_bytes()
-
-
-def _latest_artifact(api: str, key: str) -> str:
-    """The newest artifact with ``key`` on the Prefect server at ``api`` (over its REST API)."""
-    import json
-    import urllib.request
-
-    body = json.dumps({"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1}).encode()
-    req = urllib.request.Request(
-        f"{api}/artifacts/filter", data=body, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        (artifact,) = json.loads(r.read())
-    return str(artifact["data"])
