@@ -203,7 +203,13 @@ def write_quicklook(lake: Lake, spec: CubeSpec, day: dt.date, fields: Any, *, co
 def recover_cube(lake: Lake, spec: CubeSpec) -> list[dict[str, Any]]:
     """Publish the days a crashed run staged but did not publish; returns their commit rows."""
     records = recover_staged(zarr_store(lake, cube_key(spec)), zarr_store(lake, staging_key(spec)), spec)
-    return [_row_from_record(r) for r in records]
+    rows = [_row_from_record(r) for r in records]
+    if rows:  # their quicklooks (the crashed run wrote none, or one of the previous version)
+        cube = open_lake_cube(lake, spec)
+        for row in rows:
+            fields = cube.isel(time=spec.day_index(row["day"]))[["mean"]].load()
+            write_quicklook(lake, spec, row["day"], fields, coverage=float(row["coverage"]))
+    return rows
 
 
 def _row_from_record(record: dict[str, Any]) -> dict[str, Any]:

@@ -13,11 +13,20 @@ import pytest
 import xarray as xr
 from matplotlib.image import imread
 
-from infra.cubes import committed_days, cube_id, cube_key, cube_spec, quicklook_key, write_quicklook
+from infra.cubes import (
+    committed_days,
+    cube_id,
+    cube_key,
+    cube_spec,
+    quicklook_key,
+    recover_cube,
+    staging_key,
+    write_quicklook,
+)
 from infra.ledger import commit_cube_days
 from infra.publish import publish_cube
 from infra.storage import open_lake, zarr_store
-from transforms.cube import write_day
+from transforms.cube import encode_day, ensure_cube, stage_day, write_day
 from transforms.grid import GridSpec
 from transforms.quicklook import PNG_SIGNATURE, QuicklookStyle, render_quicklook
 
@@ -100,3 +109,26 @@ def test_gridded_day_gets_a_quicklook_file_and_a_thumbnail_asset(tmp_path: Path)
     thumb = item["assets"]["thumbnail"]
     assert thumb["roles"] == ["thumbnail"] and thumb["type"] == "image/png"
     assert (item_path.parent / thumb["href"]).resolve() == Path(lake.path(key)).resolve()
+
+
+def test_a_recovered_day_gets_its_quicklook(tmp_path: Path) -> None:
+    """A day a crashed run staged but did not publish is finished by recover_cube, quicklook included."""
+    lake = open_lake(str(tmp_path / "lake"))
+    spec = cube_spec("no2", GRID)
+    fields = _fields()
+    row = {
+        "cube": cube_id(spec),
+        "day": DAY.isoformat(),
+        "granules": ["g1"],
+        "pixels": 10,
+        "observed_cells": 5,
+        "coverage": 0.25,
+        "committed": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    ensure_cube(zarr_store(lake, cube_key(spec)), spec, until=DAY)
+    stage_day(zarr_store(lake, staging_key(spec)), encode_day(fields, spec), day=DAY, record=row)
+    assert not Path(lake.path(quicklook_key(spec, DAY))).exists()
+    (recovered,) = recover_cube(lake, spec)
+    assert recovered["day"] == DAY and recovered["granules"] == ["g1"]
+    png = Path(lake.path(quicklook_key(spec, DAY))).read_bytes()
+    assert png.startswith(PNG_SIGNATURE) and imread(io.BytesIO(png)).shape[1] == 1000
