@@ -24,3 +24,12 @@ def init_catalog(lake: Lake) -> None:
 
     catalog_store(lake).ensure_root()
     publish_intake(lake)
+
+
+def sync_pgstac(lake: Lake, dsn: str = "") -> dict[str, int]:
+    """Bring pgstac up to date with the lake's catalog (upserts; the schema is migrated first when needed).
+    ``dsn`` empty means libpq's ``PG*`` environment variables, as for ``eolake stac load-pgstac``."""
+    from catalog.pgstac import load_store, migrate
+
+    migrate(dsn)
+    return load_store(catalog_store(lake), dsn)
