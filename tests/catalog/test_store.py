@@ -92,3 +92,16 @@ def test_browsable_tree_and_export(tmp_path: Path) -> None:
     quiet.upsert(_collection(), [_item("a", 2, [0, 0, 1, 1])])
     assert not (tmp_path / "big" / "c1" / "items").exists()
     assert [d["id"] for d in quiet.read_item_dicts("c1")] == ["a"]
+
+
+def test_iter_item_dicts_streams_the_same_items_in_batches(tmp_path: Path) -> None:
+    """What the pgstac load reads: batch by batch, the same dicts as reading everything (JSON-text columns
+    such as an asset's empty ``chunks`` included), for a parquet store and a legacy JSON-only one."""
+    store = CatalogStore(fsspec.filesystem("file"), str(tmp_path / "stac"), browsable=False)
+    items = [_item(f"i{k:02d}", 1 + k % 28, [k, 0, k + 1, 1], n=k) for k in range(23)]
+    store.upsert(_collection(), items)
+    streamed = list(store.iter_item_dicts("c1", batch_size=5))
+    assert streamed == store.read_item_dicts("c1")
+    assert len(streamed) == 23 and len({d["id"] for d in streamed}) == 23
+    assert streamed[0]["assets"]["zarr"]["xarray:open_kwargs"] == {"chunks": {}, "engine": "zarr"}
+    assert list(CatalogStore(fsspec.filesystem("file"), str(tmp_path / "none")).iter_item_dicts("c1")) == []
