@@ -178,3 +178,41 @@ def create_cube_day_item(
     for href in granule_hrefs:
         item.add_link(pystac.Link("derived_from", href, media_type="application/geo+json"))
     return item
+
+
+def create_cube_month_item(
+    spec: CubeSpec,
+    month: dt.date,
+    *,
+    store_href: str,
+    day_item_hrefs: Sequence[str],
+) -> pystac.Item:
+    """One month of a monthly-mean cube (``spec``: the monthly cube, time = first day of the month);
+    ``day_item_hrefs`` link the daily items it was derived from."""
+    geometry, bbox = _grid_geometry(spec)
+    first = month.replace(day=1)
+    nxt = (first + dt.timedelta(days=32)).replace(day=1)
+    start = dt.datetime.combine(first, dt.time(), dt.UTC)
+    end = dt.datetime.combine(nxt, dt.time(), dt.UTC) - dt.timedelta(seconds=1)
+    item = pystac.Item(
+        id=f"{cube_collection_id(spec)}-{first:%Y-%m}",
+        geometry=geometry,
+        bbox=bbox,
+        datetime=None,
+        properties={
+            "start_datetime": start.isoformat().replace("+00:00", "Z"),
+            "end_datetime": end.isoformat().replace("+00:00", "Z"),
+            "eolake:product": spec.product,
+            "eolake:grid": spec.grid.grid_id,
+            "eolake:days": len(day_item_hrefs),
+            "cube:dimensions": _dimensions(spec, first, first),
+            "cube:variables": _variables(spec),
+        },
+        stac_extensions=[DATACUBE_SCHEMA, XARRAY_SCHEMA],
+    )
+    asset = _zarr_asset(store_href, spec)
+    asset.description = f"Select this month with ds.sel(time='{first:%Y-%m}')"
+    item.add_asset("zarr", asset)
+    for href in day_item_hrefs:
+        item.add_link(pystac.Link("derived_from", href, media_type="application/geo+json"))
+    return item

@@ -3,6 +3,7 @@ analysts' Intake catalog. Always runs after the data and the ledger state it des
 
 from __future__ import annotations
 
+import datetime as dt
 import posixpath
 from collections.abc import Mapping
 from typing import Any
@@ -10,7 +11,13 @@ from typing import Any
 import pandas as pd
 import pystac
 
-from catalog.datacube import create_cube_collection, create_cube_day_item
+from catalog.datacube import (
+    create_cube_collection,
+    create_cube_day_item,
+    create_cube_month_item,
+    cube_collection_id,
+    cube_day_item_id,
+)
 from catalog.intake import (
     CubeEntry,
     TableEntry,
@@ -133,13 +140,27 @@ def publish_cube(lake: Lake, spec: CubeSpec) -> int:
     )
     store.upsert(collection, items)
     if lake.fs.exists(lake.path(monthly_key(spec))):  # the monthly means derived from these days
+        mspec = monthly_spec(spec)
         monthly = create_cube_collection(
-            monthly_spec(spec),
+            mspec,
             store_href=posixpath.join("..", "..", monthly_key(spec)),
             start=start.replace(day=1),
             end=end.replace(day=1),
         )
-        store.upsert(monthly)
+        by_month: dict[dt.date, list[str]] = {}
+        for r in days.itertuples(index=False):
+            day = pd.Timestamp(r.day).date()
+            href = posixpath.join(
+                "..", "..", cube_collection_id(spec), "items", f"{cube_day_item_id(spec, day)}.json"
+            )
+            by_month.setdefault(day.replace(day=1), []).append(href)
+        month_items = [
+            create_cube_month_item(
+                mspec, m, store_href=_rel_from_item(monthly_key(spec)), day_item_hrefs=hrefs
+            )
+            for m, hrefs in sorted(by_month.items())
+        ]
+        store.upsert(monthly, month_items)
     return len(items)
 
 
