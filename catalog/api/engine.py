@@ -102,11 +102,12 @@ class CollectionIndex:
         return self._values[name]
 
     def interval(self, name: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        if name == "start_datetime":
+        """The time span CQL2 temporal operators see for a property. As in pgstac, the ``datetime`` property is
+        one instant, ``coalesce(datetime, start_datetime)``; only the ``datetime`` search parameter overlaps
+        an item's whole [start, end] range."""
+        if name in ("datetime", "start_datetime"):
             return self.start, self.start
-        if name == "end_datetime":
-            return self.end, self.end
-        return self.start, self.end
+        return self.end, self.end
 
     def geoms(self) -> npt.NDArray[Any]:
         if self._geoms is None:

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given
 from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 
-from tests.e2e.test_stac_api import _get, _post, apis, postgres, stac_lake  # noqa: F401 (fixtures: the servers)
+from tests.e2e.test_stac_api import _get, _post
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 25  # per operation and mode
@@ -64,7 +64,7 @@ def _fuzz(op: Any, mode: GenerationMode, base_url: str) -> tuple[int, list[str]]
 
 
 @pytest.mark.parametrize("backend", ["embedded", "pgstac"])
-def test_no_server_error_on_generated_requests(apis: dict[str, str], backend: str) -> None:  # noqa: F811
+def test_no_server_error_on_generated_requests(apis: dict[str, str], backend: str) -> None:
     url = apis[backend]
     ops = _operations(url)
     labels = {f"{op.method.upper()} {op.path}" for op in ops}
@@ -95,7 +95,7 @@ def test_no_server_error_on_generated_requests(apis: dict[str, str], backend: st
     assert errors == [], "\n".join(errors)
 
 
-def test_fuzz_findings(apis: dict[str, str]) -> None:  # noqa: F811
+def test_fuzz_findings(apis: dict[str, str]) -> None:
     """What schemathesis found (pgstac answered 500): an empty ``query`` object, or a property in it without
     operators, constrains nothing on both backends; an empty property name is a 400 with a message."""
     for name, root in apis.items():
