@@ -28,8 +28,15 @@ def plan_harvest(upstream: list[UpstreamGranule], ledger: pd.DataFrame) -> list[
     todo = []
     for g in upstream:
         row = known.get(g.granule_id)
-        if row is None or (row.status == "quarantined" and int(row.attempts or 0) < RETRY_BUDGET) or (
-            row.status == "harvested" and g.sha256 and isinstance(row.sha256, str) and g.sha256 != row.sha256
+        if (
+            row is None
+            or (row.status == "quarantined" and int(row.attempts or 0) < RETRY_BUDGET)
+            or (
+                row.status == "harvested"
+                and g.sha256
+                and isinstance(row.sha256, str)
+                and g.sha256 != row.sha256
+            )
         ):
             todo.append(g)
     return todo

@@ -63,7 +63,9 @@ def _read_json(href: str) -> dict[str, Any]:
             f"source {redact_url(href)} not found: give a static catalog.json path/URL or a STAC API root"
         ) from exc
     except json.JSONDecodeError as exc:
-        raise SourceError(f"source {redact_url(href)} is not JSON ({exc.msg}): is it a STAC catalog or API?") from exc
+        raise SourceError(
+            f"source {redact_url(href)} is not JSON ({exc.msg}): is it a STAC catalog or API?"
+        ) from exc
     except Exception as exc:  # network stacks raise many types
         raise SourceError(f"cannot read source {redact_url(href)}: {type(exc).__name__}: {exc}") from exc
 
@@ -136,7 +138,9 @@ def find_granules(
         except Exception as exc:
             raise SourceError(f"{redact_url(href)} is not a valid STAC catalog: {exc}") from exc
         if not isinstance(catalog, pystac.Catalog):
-            raise SourceError(f"{redact_url(href)} is a STAC {type(catalog).__name__}, not a catalog or collection")
+            raise SourceError(
+                f"{redact_url(href)} is a STAC {type(catalog).__name__}, not a catalog or collection"
+            )
         items = catalog.get_items(recursive=True)
     found = []
     for item in items:
@@ -157,4 +161,6 @@ def _search_api(href: str, *, collection: str, start: dt.date, end: dt.date) -> 
         search = client.search(collections=[collection], datetime=(lo, hi), limit=250)
         return list(search.items())
     except Exception as exc:
-        raise SourceError(f"STAC API search at {redact_url(href)} failed: {type(exc).__name__}: {exc}") from exc
+        raise SourceError(
+            f"STAC API search at {redact_url(href)} failed: {type(exc).__name__}: {exc}"
+        ) from exc
