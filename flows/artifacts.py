@@ -27,9 +27,12 @@ def _key(*parts: str) -> str:
     return "-".join(["eolake", *parts]).lower().replace("_", "-")
 
 
-def report_harvest(summary: Mapping[str, Any], *, product: str, seconds: float) -> None:
-    """Markdown summary of a harvest run: counts, every quarantined granule with its reason, superseded ones."""
-    from prefect.artifacts import create_markdown_artifact
+def report_harvest(
+    summary: Mapping[str, Any], *, product: str, seconds: float, item_links: Sequence[str] = ()
+) -> None:
+    """Markdown summary of a harvest run (counts, every quarantined granule with its reason, superseded ones)
+    and links to the granule items it wrote (the first 50)."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
     lines = [
         f"# Harvest of {product.upper()} from `{summary['source']}`",
@@ -47,6 +50,8 @@ def report_harvest(summary: Mapping[str, Any], *, product: str, seconds: float) 
     if summary.get("days_to_regrid"):
         lines += ["", f"Days to re-grid: {', '.join(summary['days_to_regrid'])}"]
     create_markdown_artifact("\n".join(lines), key=_key("harvest", product), description="harvest report")
+    for link in list(item_links)[:50]:
+        create_link_artifact(link, link_text=link.rsplit("/", 1)[-1], key=_key("harvest", product, "items"))
 
 
 def report_grid(

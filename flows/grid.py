@@ -12,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from catalog.datacube import cube_collection_id, cube_day_item_id
 from flows.artifacts import report_grid, timed
+from flows.progress import completed
 from flows.windows import writer_lock
 from infra.cubes import (
     cube_key,
@@ -67,7 +68,9 @@ def build_daily_cube(
         prepare_cube(the_lake, spec, until=end)
         days = days_to_grid(the_lake, spec, list(pd.date_range(start, end, freq="D").date), force=force)
         futures = [grid_day_task.submit(the_lake.url, product, grid, day, method, weighting) for day in days]
-        rows = [f.result() for f in futures]
+        rows = sorted(
+            (f.result() for f in completed(futures, f"gridding {len(days)} days")), key=lambda r: r["day"]
+        )
         if rows:
             commit_cube_days(the_lake, rows)
         months = update_monthly(the_lake, spec, [r["day"] for r in [*recovered, *rows]])

@@ -16,7 +16,7 @@ from flows.retries import RETRIES, RETRY_DELAYS_S, retry_condition
 from flows.windows import resolve_window, writer_lock
 from infra.harvest import days_touched, failed_row, harvest_granule, plan_harvest, resolve_versions
 from infra.ledger import read_granules, upsert_granules
-from infra.publish import publish_granules
+from infra.publish import granule_collection_id, publish_granules
 from infra.sources import UpstreamGranule, find_granules
 from infra.storage import open_lake
 from transforms.errors import SourceError
@@ -46,7 +46,11 @@ def harvest_granules(
     start, end = resolve_window(start, end, days_back=days_back)
     with timed() as clock:
         summary = _harvest(source, product, start, end, lake)
-    report_harvest(summary, product=product, seconds=clock["seconds"])
+    links = [
+        open_lake(lake).url_of("stac", granule_collection_id(product), "items", f"{gid}.json")
+        for gid in summary["harvested_ids"]
+    ]
+    report_harvest(summary, product=product, seconds=clock["seconds"], item_links=links)
     return summary
 
 
@@ -86,6 +90,7 @@ def _harvest(source: str, product: str, start: dt.date, end: dt.date, lake: str 
         "source": source,
         "found": len(upstream),
         "fetched": sum(1 for r in rows if r["status"] == "harvested"),
+        "harvested_ids": [r["granule_id"] for r in rows if r["status"] == "harvested"],
         "skipped": len(upstream) - len(todo),
         "quarantined": quarantined,
         "superseded": []
