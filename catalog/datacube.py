@@ -186,12 +186,16 @@ def create_cube_month_item(
     *,
     store_href: str,
     day_item_hrefs: Sequence[str],
+    last_day: dt.date | None = None,
 ) -> pystac.Item:
     """One month of a monthly-mean cube (``spec``: the monthly cube, time = first day of the month);
-    ``day_item_hrefs`` link the daily items it was derived from."""
+    ``day_item_hrefs`` link the daily items it was derived from. ``last_day``, the last day with data so far,
+    ends the item's time span for a month still in progress."""
     geometry, bbox = _grid_geometry(spec)
     first = month.replace(day=1)
     nxt = (first + dt.timedelta(days=32)).replace(day=1)
+    if last_day is not None and first <= last_day < nxt:
+        nxt = last_day + dt.timedelta(days=1)
     start = dt.datetime.combine(first, dt.time(), dt.UTC)
     end = dt.datetime.combine(nxt, dt.time(), dt.UTC) - dt.timedelta(seconds=1)
     item = pystac.Item(

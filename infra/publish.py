@@ -156,7 +156,7 @@ def publish_cube(lake: Lake, spec: CubeSpec) -> int:
             by_month.setdefault(day.replace(day=1), []).append(href)
         month_items = [
             create_cube_month_item(
-                mspec, m, store_href=_rel_from_item(monthly_key(spec)), day_item_hrefs=hrefs
+                mspec, m, store_href=_rel_from_item(monthly_key(spec)), day_item_hrefs=hrefs, last_day=end
             )
             for m, hrefs in sorted(by_month.items())
         ]

@@ -234,7 +234,9 @@ def test_stac_entries_with_pystac(fresh_python: Path, lake: Path, stac_api: str,
     got = run_python(python / "bin" / "python", code, tmp_path, {"EOLAKE_STAC_API": stac_api})
     assert {"eolake-emissions-daily", "s5p-l2-no2", cube_id} <= set(got["collections"])
     assert got["cube_items"] == [f"{cube_id}-2020-03-0{d}" for d in (2, 3, 4)]
-    assert got["found"] == [f"{cube_id}-2020-03-03"]  # the search honours start/end
+    monthly_id = cube_id.replace("-l3-daily-", "-l3-monthly-")
+    # the search honours start/end: that day's item and the month (so far) that contains it
+    assert got["found"] == [f"{cube_id}-2020-03-03", f"{monthly_id}-2020-03"]
 
 
 def test_pystac_client_search_to_xarray(
