@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from infra.services import Service, _wait, free_port
+from infra.services import Service, _wait, free_port, stop_group
 
 SUPERUSER = "postgres"
 
@@ -168,7 +168,9 @@ def start_postgres(data_dir: Path, *, port: int | None = None, database: str = "
 
 
 def stop_postgres(service: Service) -> None:
-    """Fast shutdown (SIGINT) by PID."""
+    """Fast shutdown by PID: SIGINT to the server's process group, which holds the ``runuser`` wrapper and
+    postgres itself with its children; waits until none is left."""
     import signal
 
-    service.stop(sig=signal.SIGINT, timeout=30)
+    stop_group(service.process.pid, signal.SIGINT, timeout=30)
+    service.process.wait(timeout=10)

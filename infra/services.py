@@ -152,3 +152,41 @@ def start_prefect_server(home: Path, *, port: int | None = None) -> Service:
 
     _wait(healthy, what="Prefect server", process=proc, log=log, timeout=90)
     return Service("prefect", proc, api, log, {"PREFECT_API_URL": api})
+
+
+def stop_group(pid: int, sig: int, *, timeout: float) -> None:
+    """Send ``sig`` to process group ``pid`` (a service started with its own session) and wait until no member
+    is left; SIGKILL the group after ``timeout`` seconds."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _group_alive(pid):
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    time.sleep(0.5)
+
+
+def _group_alive(pgid: int) -> bool:
+    return bool(group_members(pgid))
+
+
+def group_members(pgid: int) -> list[int]:
+    """PIDs (not zombies) in process group ``pgid``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().split(")")[-1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                out.append(int(entry))
+    return out

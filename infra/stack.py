@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.services import _bin, free_port
+from infra.services import _bin, free_port, stop_group
 
 POOL = "eolake-process"
 BUCKET = "eolake"
@@ -370,43 +370,7 @@ def down(state: Path, *, timeout: float = 30.0) -> list[str]:
     stopped = []
     for name in [n for n in order if n in services] + [n for n in services if n not in order]:
         svc = services[name]
-        _stop_group(svc.pid, getattr(signal, svc.stop_signal), timeout=timeout)
+        stop_group(svc.pid, getattr(signal, svc.stop_signal), timeout=timeout)
         stopped.append(name)
     _write_state(state, {}, {})
     return stopped
-
-
-def _stop_group(pid: int, sig: int, *, timeout: float) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _group_alive(pid):
-            return
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    time.sleep(0.5)
-
-
-def _group_alive(pgid: int) -> bool:
-    return bool(group_members(pgid))
-
-
-def group_members(pgid: int) -> list[int]:
-    """PIDs (not zombies) in process group ``pgid``."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().split(")")[-1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                out.append(int(entry))
-    return out

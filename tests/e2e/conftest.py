@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra.postgres import start_postgres, stop_postgres
-from infra.services import Service, _wait, free_port
+from infra.services import Service, _wait, free_port, group_members
 from tests.conftest import REPO, Cli
 
 GRANULES = "s5p-l2-no2"
@@ -32,7 +32,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     service = start_postgres(tmp_path_factory.mktemp("pg"))
     yield service
     stop_postgres(service)
-    assert service.process.poll() is not None
+    assert service.process.poll() is not None and group_members(service.process.pid) == []
 
 
 def _serve(lake: Path, env: dict[str, str], log: Path, *extra: str) -> Service:

@@ -14,7 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from infra.stack import group_members, read_state
+from infra.services import group_members
+from infra.stack import read_state
 from tests.conftest import REPO, _base_env
 
 

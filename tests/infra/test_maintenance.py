@@ -10,6 +10,7 @@ import pytest
 
 from infra.maintenance import refresh_collections, sync_pgstac
 from infra.postgres import start_postgres, stop_postgres
+from infra.services import group_members
 from infra.storage import open_lake
 
 
@@ -52,4 +53,4 @@ def test_refresh_and_pgstac_sync(demo_lake: Path, tmp_path: Path, monkeypatch: p
         assert rows == {k: v for k, v in first.items() if v}
     finally:
         stop_postgres(pg)
-    assert pg.process.poll() is not None
+    assert pg.process.poll() is not None and group_members(pg.process.pid) == []
