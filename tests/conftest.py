@@ -109,3 +109,18 @@ def latest_artifact(api: str, key: str) -> str:
         found = json.loads(r.read())
     assert found, f"no artifact {key!r} on {api}"
     return str(found[0]["data"])
+
+
+def artifacts(api: str, key: str, *, limit: int = 200) -> list[str]:
+    """The data of every Prefect artifact with ``key`` on the server at ``api``, newest first."""
+    import json
+    import urllib.request
+
+    body = json.dumps(
+        {"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": limit}
+    ).encode()
+    req = urllib.request.Request(
+        f"{api}/artifacts/filter", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return [str(a["data"]) for a in json.loads(r.read())]
