@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.progress import completed
 from infra.archive import simulate_day, write_archive_catalog
@@ -29,7 +30,9 @@ def simulate_day_task(
     return items
 
 
-@flow(name="simulate_archive")
+# One day at a time: writing netCDF4/HDF5 files from several threads crashed once in the C libraries
+# (malloc: unaligned tcache chunk); the simulator is not the pipeline's bottleneck.
+@flow(name="simulate_archive", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
 def simulate_archive(
     archive: str,
     start: dt.date,
