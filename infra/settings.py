@@ -35,7 +35,22 @@ class Settings(BaseSettings):
     dask_memory_limit: str = "4GiB"
 
     harvest_concurrency: int = 4
-    """Concurrent transfers per source."""
+    """Concurrent transfers for a source given by URL/path (configured sources set ``max_connections``)."""
+
+    sources_file: str | None = None
+    """The sources file (default: ``deployments/sources.yaml`` in the repository)."""
+    source_urls: dict[str, str] = {}
+    """Per-source overrides of the sources file, as JSON: ``{"cdse": "<root URL>", "cdse.token_url": "<URL>"}``."""
+    cdse_username: SecretStr | None = None
+    """Copernicus Data Space account (OAuth2 password grant, client ``cdse-public``)."""
+    cdse_password: SecretStr | None = None
+    cdse_client_id: SecretStr | None = None
+    """CDSE OAuth2 client (client-credentials grant), used instead of username/password when set."""
+    cdse_client_secret: SecretStr | None = None
+    pc_subscription_key: SecretStr | None = None
+    """Optional Planetary Computer subscription key (higher SAS token rate limits)."""
+    earthdata_token: SecretStr | None = None
+    """NASA Earthdata Login bearer token (else the CMR adapter reads ~/.netrc)."""
 
     state_dir: str | None = None
     """Where ``eolake up`` keeps PIDs, logs, generated credentials and service data (default: the user's

@@ -1,6 +1,7 @@
-"""Find granules upstream: a static STAC catalog (path or URL) or a STAC API.
+"""Find granules upstream, through the source adapters (:mod:`infra.adapters`).
 
-Static catalogs are read with pystac, APIs searched with pystac-client. Either way the result is a list of
+A source is a name from the sources file (``deployments/sources.yaml``: CDSE, Planetary Computer, listings, ...)
+or any static STAC catalog / STAC API given by URL or path. Either way the result is a list of
 :class:`UpstreamGranule` — what the harvest needs to fetch and verify one file.
 """
 
@@ -10,7 +11,6 @@ import datetime as dt
 import json
 import os
 import posixpath
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse, urlsplit, urlunsplit
@@ -98,7 +98,8 @@ def _pick_asset(item: pystac.Item, product: str) -> pystac.Asset | None:
     return None
 
 
-def _granule_from_item(item: pystac.Item, product: str) -> UpstreamGranule | None:
+def granule_from_item(item: pystac.Item, product: str) -> UpstreamGranule | None:
+    """The granule of ``product`` an item offers (its netCDF asset), or None when it offers another product."""
     prop = item.properties.get("s5p:product_name")
     if prop is not None and str(prop).lower() != product:
         return None
@@ -118,49 +119,25 @@ def _granule_from_item(item: pystac.Item, product: str) -> UpstreamGranule | Non
     return UpstreamGranule(name, href, int(size) if size is not None else None, sha256, item.to_dict())
 
 
-def _overlaps(name: GranuleName, start: dt.date, end: dt.date) -> bool:
-    lo = dt.datetime.combine(start, dt.time(), dt.UTC)
-    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
-    return name.start < hi and name.end > lo
-
-
 def find_granules(
-    source: str, *, product: str, start: dt.date, end: dt.date, collection: str = DEFAULT_COLLECTION
+    source: str,
+    *,
+    product: str,
+    start: dt.date,
+    end: dt.date,
+    timeliness: str | None = None,
 ) -> list[UpstreamGranule]:
-    """Granules of ``product`` whose time span overlaps the days ``start``…``end`` (inclusive), sorted by start."""
-    href, root = resolve_source(source)
-    items: Iterable[pystac.Item]
-    if is_stac_api(root):
-        items = _search_api(href, collection=collection, start=start, end=end)
-    else:
-        try:
-            catalog = pystac.read_dict(root, href=href)
-        except Exception as exc:
-            raise SourceError(f"{redact_url(href)} is not a valid STAC catalog: {exc}") from exc
-        if not isinstance(catalog, pystac.Catalog):
-            raise SourceError(
-                f"{redact_url(href)} is a STAC {type(catalog).__name__}, not a catalog or collection"
-            )
-        items = catalog.get_items(recursive=True)
-    found = []
-    for item in items:
-        g = _granule_from_item(item, product)
-        if g is not None and _overlaps(g.name, start, end):
-            found.append(g)
-    found.sort(key=lambda g: (g.name.start, g.granule_id))
-    return found
+    """Granules of ``product`` whose time span overlaps the days ``start``…``end`` (inclusive), sorted by start,
+    each once. ``source``: a configured source name, or a STAC catalog/API URL or path."""
+    from infra.adapters import day_window, open_source
+
+    lo, hi = day_window(start, end)
+    return search_granules(open_source(source), product=product, start=lo, end=hi, timeliness=timeliness)
 
 
-def _search_api(href: str, *, collection: str, start: dt.date, end: dt.date) -> list[pystac.Item]:
-    from pystac_client import Client
-
-    lo = dt.datetime.combine(start - dt.timedelta(days=1), dt.time(), dt.UTC)
-    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(23, 59, 59), dt.UTC)
-    try:
-        client = Client.open(href)
-        search = client.search(collections=[collection], datetime=(lo, hi), limit=250)
-        return list(search.items())
-    except Exception as exc:
-        raise SourceError(
-            f"STAC API search at {redact_url(href)} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+def search_granules(
+    adapter: Any, *, product: str, start: dt.datetime, end: dt.datetime, timeliness: str | None = None
+) -> list[UpstreamGranule]:
+    """An adapter's granules for the window [``start``, ``end``), de-duplicated by granule id, sorted by start."""
+    found = {g.granule_id: g for g in adapter.search(product, start, end, timeliness=timeliness)}
+    return sorted(found.values(), key=lambda g: (g.name.start, g.granule_id))
