@@ -1,14 +1,33 @@
-"""The Sentinel-5P L2 products eolake knows, as frozen specs.
+"""The L2 products eolake knows, as frozen specs.
 
-A :class:`ProductSpec` names the variables a reader takes from ``/PRODUCT`` and the recommended quality
-threshold; everything product-specific elsewhere (file layout, STAC asset titles) is read from here.
+A :class:`ProductSpec` names the variables a reader takes from a granule and the recommended quality rule;
+everything product-specific elsewhere (file layout, STAC asset titles, cube origin, default grid) is read
+from here. Products come in *families*, one reader and one file-name pattern each:
+
+========== ============================================ ================================================
+family     products                                     files
+========== ============================================ ================================================
+s5p        ``no2``, ``co``, ``ch4``                     S5P TROPOMI L2 netCDF4 (``transforms/s5p.py``)
+oco_lite   ``oco2-xco2``, ``oco3-xco2``, ``acos-xco2``  OCO-2/OCO-3/ACOS-GOSAT Lite FP daily netCDF4
+                                                        (``transforms/oco.py``)
+gosat_nies ``gosat-xco2``                               NIES GOSAT TANSO-FTS SWIR L2 HDF5 (``transforms/gosat.py``)
+tansat_lite ``tansat-xco2``                             TanSat ACGS XCO2 lite daily netCDF4 (``transforms/tansat.py``)
+========== ============================================ ================================================
+
+XCO2 products' quality rule is a flag (``qa_flag_good``): their readers report ``qa`` = 1 where the flag
+equals the good value and 0 elsewhere, so the one rule of the standard observations (``qa > qa_threshold``)
+keeps exactly the flagged-good soundings.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from transforms.errors import UnknownProductError
+
+FAMILIES: tuple[str, ...] = ("s5p", "oco_lite", "gosat_nies", "tansat_lite")
+"""Product families: one reader, one writer and one file-name pattern each."""
 
 FILL_VALUE_FLOAT = 9.96921e36
 """The netCDF default float fill value used by the S5P L2 processors."""
@@ -19,11 +38,13 @@ MOLECULES_PER_CM2_PER_MOL_M2 = 6.02214e19
 
 @dataclass(frozen=True)
 class ProductSpec:
-    """One S5P L2 product: where its column lives in the file and how to filter it.
+    """One L2 product: where its value lives in the file and how to filter it.
 
-    ``value_var``/``precision_var`` are variables of ``/PRODUCT`` with dims (time, scanline, ground_pixel).
-    ``corrected_var``, when present in a file, is preferred over ``value_var`` (CO from processor 2.1,
-    CH4 bias-corrected mixing ratio). Good pixels have ``qa_value > qa_threshold``.
+    S5P: ``value_var``/``precision_var`` are variables of ``/PRODUCT`` with dims (time, scanline,
+    ground_pixel). ``corrected_var``, when present in a file, is preferred over ``value_var`` (CO from
+    processor 2.1, CH4 bias-corrected mixing ratio). Good pixels have ``qa_value > qa_threshold``.
+    Other families: ``value_var``/``precision_var``/``qa_flag_var`` are paths in the file (dims (sounding,));
+    good soundings have ``qa_flag_var == qa_flag_good`` (the reader turns that into ``qa`` 1/0).
     """
 
     name: str  # short name, lowercase: "no2"
@@ -48,11 +69,32 @@ class ProductSpec:
     institution: str = "KNMI"
     references: str = ""
     product_version: str = "1.1.0"
+    family: str = "s5p"  # one of FAMILIES
+    mission: str = "s5p"  # file-name / key prefix of the mission: "s5p", "oco2", "oco3", "acos", ...
+    platform: str = "Sentinel-5P"
+    instrument: str = "TROPOMI"
+    mission_start: dt.date = dt.date(2018, 4, 30)  # first day of data: the origin of the product's cubes
+    qa_flag_var: str | None = None  # flag products: the flag variable (e.g. "xco2_quality_flag")
+    qa_flag_good: int | None = None  # ... and its good value (0 for xco2_quality_flag)
+    quality_document: str = ""  # where the quality rule comes from
+    default_resolution: float = 0.1  # degrees: the default grid of this product's cubes
+    footprint_km: float | None = None  # nominal footprint (side of an equal-area square) without vertices
+    processing_level: str = ""  # "L2" when product_type does not start with it
 
     @property
     def level(self) -> str:
         """Processing level, e.g. ``"L2"``."""
-        return self.product_type[:2]
+        return self.processing_level or self.product_type[:2]
+
+    @property
+    def dataset(self) -> str:
+        """The product's name in lake keys and collection ids: ``s5p-no2``, ``oco2-xco2``."""
+        return f"s5p-{self.name}" if self.family == "s5p" else self.name
+
+    @property
+    def is_flag_product(self) -> bool:
+        """True when quality is a flag (``qa_flag_var == qa_flag_good``), not a 0–1 ``qa_value``."""
+        return self.qa_flag_good is not None
 
 
 _PRODUCTS: dict[str, ProductSpec] = {
@@ -128,7 +170,122 @@ _PRODUCTS: dict[str, ProductSpec] = {
     ),
 }
 
+_XCO2_COMMON: dict[str, object] = dict(
+    value_var="xco2",
+    precision_var="xco2_uncertainty",
+    qa_threshold=0.5,  # on the reader's qa (1 = flag good, 0 = bad): keeps exactly the flagged-good soundings
+    units="ppm",
+    long_name="Column-averaged dry-air mole fraction of carbon dioxide",
+    standard_name="dry_atmosphere_mole_fraction_of_carbon_dioxide",
+    qa_flag_var="xco2_quality_flag",
+    qa_flag_good=0,
+    ground_pixels=8,
+    layers=20,
+    processing_level="L2",
+    institution="NASA JPL",
+    product_version="",
+)
+_LITE_DUG = "OCO-2/OCO-3 L2 Lite FP Data User's Guide (v11): use soundings with xco2_quality_flag == 0"
+_PRODUCTS.update(
+    {
+        "oco2-xco2": ProductSpec(
+            name="oco2-xco2",
+            product_type="OCO2_L2_Lite_FP",
+            title="OCO-2 Level 2 bias-corrected XCO2 and other select fields, Lite FP daily file",
+            asset_title="OCO-2 Lite FP XCO2 daily file",
+            references="https://disc.gsfc.nasa.gov/datasets/OCO2_L2_Lite_FP_11.2r/summary",
+            spatial_resolution="1.29x2.25km2",
+            family="oco_lite",
+            mission="oco2",
+            platform="OCO-2",
+            instrument="OCO-2",
+            mission_start=dt.date(2014, 9, 6),
+            quality_document=_LITE_DUG,
+            default_resolution=1.0,
+            **_XCO2_COMMON,  # type: ignore[arg-type]
+        ),
+        "oco3-xco2": ProductSpec(
+            name="oco3-xco2",
+            product_type="OCO3_L2_Lite_FP",
+            title="OCO-3 Level 2 bias-corrected XCO2 and other select fields, Lite FP daily file",
+            asset_title="OCO-3 Lite FP XCO2 daily file",
+            references="https://disc.gsfc.nasa.gov/datasets/OCO3_L2_Lite_FP_10.4r/summary",
+            spatial_resolution="1.6x2.2km2",
+            family="oco_lite",
+            mission="oco3",
+            platform="ISS",
+            instrument="OCO-3",
+            mission_start=dt.date(2019, 8, 6),
+            quality_document=_LITE_DUG,
+            default_resolution=1.0,
+            **_XCO2_COMMON,  # type: ignore[arg-type]
+        ),
+        "acos-xco2": ProductSpec(
+            name="acos-xco2",
+            product_type="ACOS_L2_Lite_FP",
+            title="ACOS GOSAT/TANSO-FTS Level 2 bias-corrected XCO2, Lite FP daily file",
+            asset_title="ACOS GOSAT Lite FP XCO2 daily file",
+            references="https://disc.gsfc.nasa.gov/datasets/ACOS_L2_Lite_FP_9r/summary",
+            spatial_resolution="10.5km diameter",
+            family="oco_lite",
+            mission="acos",
+            platform="GOSAT",
+            instrument="TANSO-FTS",
+            mission_start=dt.date(2009, 4, 20),
+            quality_document="ACOS L2 Lite Data User's Guide: use soundings with xco2_quality_flag == 0",
+            default_resolution=2.0,
+            footprint_km=9.3,  # a 10.5 km circle as an equal-area square
+            **{**_XCO2_COMMON, "ground_pixels": 1},  # type: ignore[arg-type]
+        ),
+        "gosat-xco2": ProductSpec(
+            name="gosat-xco2",
+            product_type="C01S",
+            title="NIES GOSAT TANSO-FTS SWIR L2 column-averaged dry-air mole fraction (CO2)",
+            asset_title="NIES GOSAT TANSO-FTS SWIR L2 CO2 (C01S) file",
+            references="https://data2.gosat.nies.go.jp/",
+            spatial_resolution="10.5km diameter",
+            family="gosat_nies",
+            mission="gosat",
+            platform="GOSAT",
+            instrument="TANSO-FTS",
+            mission_start=dt.date(2009, 4, 1),
+            quality_document="NIES FTS SWIR L2 product description: the C01S file holds only soundings that "
+            "passed NIES screening; a finite XCO2 is good (assumed: no further flag is applied)",
+            default_resolution=2.0,
+            footprint_km=9.3,
+            **{  # type: ignore[arg-type]
+                **_XCO2_COMMON,
+                "value_var": "Data/mixingRatio/XCO2",
+                "precision_var": "Data/mixingRatio/XCO2Error",
+                "qa_flag_var": None,
+                "qa_flag_good": None,
+                "ground_pixels": 1,
+                "institution": "NIES",
+            },
+        ),
+        "tansat-xco2": ProductSpec(
+            name="tansat-xco2",
+            product_type="TanSat_ACGS_L2_XCO2_lite",
+            title="TanSat ACGS Level 2 XCO2 lite daily file",
+            asset_title="TanSat ACGS XCO2 lite daily file",
+            references="http://www.chinageoss.cn/tansat/",
+            spatial_resolution="2x2km2",
+            family="tansat_lite",
+            mission="tansat",
+            platform="TanSat",
+            instrument="ACGS",
+            mission_start=dt.date(2017, 3, 1),
+            quality_document="TanSat XCO2 lite (IAP-CAS): xco2_quality_flag == 0 is good (assumed, OCO heritage)",
+            default_resolution=1.0,
+            footprint_km=2.0,
+            **{**_XCO2_COMMON, "ground_pixels": 9, "institution": "IAP-CAS"},  # type: ignore[arg-type]
+        ),
+    }
+)
+
 PRODUCT_NAMES: tuple[str, ...] = tuple(_PRODUCTS)
+S5P_PRODUCTS: tuple[str, ...] = tuple(n for n, s in _PRODUCTS.items() if s.family == "s5p")
+XCO2_PRODUCTS: tuple[str, ...] = tuple(n for n, s in _PRODUCTS.items() if s.family != "s5p")
 
 
 def get_product(name: str | ProductSpec) -> ProductSpec:

@@ -1,14 +1,20 @@
-"""S5P file-name parsing, building and version ordering; the product registry."""
+"""File-name parsing, building and version ordering of every product family; the product registry."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from transforms.errors import GranuleNameError, InputError, UnknownProductError
-from transforms.granules import format_granule_name, parse_granule_name
+from transforms.granules import (
+    format_granule_name,
+    format_nies_name,
+    format_oco_lite_name,
+    format_tansat_name,
+    parse_granule_name,
+)
 from transforms.products import get_product
 
 SAMPLES = {
@@ -71,7 +77,12 @@ def test_parse_nrti_name() -> None:
         "S5P_OFFL_L2__NO2____20201303T013547_20200303T031717_12367_01_010302_20200306T053815.nc",  # month 13
         # end before start
         "S5P_OFFL_L2__NO2____20200303T031717_20200303T013547_12367_01_010302_20200306T053815.nc",
-        "oco2_LtCO2_201231_B11014Ar_220729012824s.nc4",
+        "oco2_LtCO2_201231_B11014Ar_220729012824s.nc",  # Lite files are .nc4
+        "oco2_LtCO2_201331_B11014Ar_220729012824s.nc4",  # month 13
+        "oco4_LtCO2_201231_B11014Ar_220729012824s.nc4",
+        "GOSATTFTS2020030220200301_02C01SV0295.h5",  # last day before first
+        "GOSATTFTS2020030120200301_02C02SV0295.h5",  # CH4, not CO2
+        "TanSat_ACGS_SCI_XX_L2_XCO2_lite_20170301.nc",
     ],
 )
 def test_bad_names_raise(bad: str) -> None:
@@ -147,3 +158,99 @@ def test_products_registry() -> None:
     assert get_product(no2) is no2
     with pytest.raises(UnknownProductError, match=r"unknown product 'so3': choose one of no2, co, ch4"):
         get_product("so3")
+
+
+@pytest.mark.parametrize(
+    ("filename", "product", "family", "day", "version"),
+    [
+        (
+            "oco2_LtCO2_201231_B11014Ar_220729012824s.nc4",
+            "oco2-xco2",
+            "oco_lite",
+            date(2020, 12, 31),
+            "B11014A",
+        ),
+        (
+            "oco3_LtCO2_200301_B10400Br_210120115503s.nc4",
+            "oco3-xco2",
+            "oco_lite",
+            date(2020, 3, 1),
+            "B10400B",
+        ),
+        (
+            "acos_LtCO2_160404_v201202_B7310A_161107201902s.nc4",
+            "acos-xco2",
+            "oco_lite",
+            date(2016, 4, 4),
+            "B7310A",
+        ),
+        (
+            "GOSATTFTS2020030120200301_02C01SV0295R20210615.h5",
+            "gosat-xco2",
+            "gosat_nies",
+            date(2020, 3, 1),
+            "0295",
+        ),
+        ("TanSat_ACGS_SCI_GL_L2_XCO2_lite_20170301.nc", "tansat-xco2", "tansat_lite", date(2017, 3, 1), ""),
+    ],
+)
+def test_parses_every_family(filename: str, product: str, family: str, day: date, version: str) -> None:
+    g = parse_granule_name(f"https://example.org/data/{filename}?token=x")
+    assert (g.product, g.family, g.processor_version) == (product, family, version)
+    assert g.filename == filename and g.id == filename.rsplit(".", 1)[0]
+    assert g.start == datetime(day.year, day.month, day.day, tzinfo=UTC)
+    assert g.end - g.start == timedelta(days=1)
+    assert get_product(g.product).family == family
+
+
+def test_oco_lite_parts_and_round_trip() -> None:
+    g = parse_granule_name("oco2_LtCO2_201231_B11014Ar_220729012824s.nc4")
+    assert g.production_time == datetime(2022, 7, 29, 1, 28, 24, tzinfo=UTC)
+    assert g.product_type == "OCO2_L2_Lite_FP" and g.orbit == 0 and g.collection == ""
+    name = format_oco_lite_name(
+        "oco2-xco2", day=date(2020, 12, 31), build="B11014A", production_time=datetime(2022, 7, 29, 1, 28, 24)
+    )
+    assert name == "oco2_LtCO2_201231_B11014Ar_220729012824s.nc4"
+    assert parse_granule_name("acos_LtCO2_160404_v201202_B7310A_161107201902s.nc4").collection == "v201202"
+
+
+def test_oco_newer_build_wins_numerically_then_production() -> None:
+    def lite(build: str, produced: str) -> str:
+        return f"oco2_LtCO2_201231_{build}r_{produced}s.nc4"
+
+    v9 = parse_granule_name(lite("B9003", "190101000000"))
+    v10 = parse_granule_name(lite("B10206A", "200601000000"))
+    v11 = parse_granule_name(lite("B11014A", "220729012824"))
+    v11_again = parse_granule_name(lite("B11014A", "230101000000"))
+    assert sorted([v11_again, v10, v11, v9], key=lambda g: g.version_key) == [v9, v10, v11, v11_again]
+    assert v9.acquisition_key == v11.acquisition_key  # one day, one acquisition
+    other_day = parse_granule_name("oco2_LtCO2_210101_B11014Ar_220729012824s.nc4")
+    assert other_day.acquisition_key != v11.acquisition_key
+
+
+def test_nies_version_then_revision_and_tansat_modes() -> None:
+    old = parse_granule_name("GOSATTFTS2020030120200301_02C01SV0290R20200401.h5")
+    new = parse_granule_name("GOSATTFTS2020030120200301_02C01SV0295.h5")
+    again = parse_granule_name("GOSATTFTS2020030120200301_02C01SV0295R20210615.h5")
+    assert sorted([again, new, old], key=lambda g: g.version_key) == [old, new, again]
+    assert old.acquisition_key == new.acquisition_key == again.acquisition_key
+    nd = parse_granule_name(format_tansat_name(day=date(2017, 3, 1), mode="ND"))
+    gl = parse_granule_name(format_tansat_name(day=date(2017, 3, 1), mode="GL"))
+    assert nd.acquisition_key != gl.acquisition_key and nd.mode == "ND"
+    assert format_nies_name(day=date(2020, 3, 1), version="0295", revision="20210615") == again.filename
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: format_oco_lite_name("no2", day=date(2020, 1, 1), production_time=datetime(2020, 1, 2)),
+        lambda: format_oco_lite_name(
+            "oco2-xco2", day=date(2020, 1, 1), build="11014", production_time=datetime(2020, 1, 2)
+        ),
+        lambda: format_nies_name(day=date(2020, 1, 1), version="2.95"),
+        lambda: format_tansat_name(day=date(2017, 3, 1), mode="TG"),
+    ],
+)
+def test_format_other_families_rejects_bad_parts(call: object) -> None:
+    with pytest.raises(GranuleNameError):
+        call()  # type: ignore[operator]
