@@ -147,8 +147,12 @@ def cmd_harvest(args: argparse.Namespace) -> None:
     _prefect_env()
     from flows.harvest import harvest_granules
 
-    summary = harvest_granules(args.source, args.product, args.start, args.end, lake.url)
+    summary = harvest_granules(
+        args.source, args.product, args.start, args.end, lake.url, timeliness=args.timeliness
+    )
     _print_harvest(summary)
+    if summary.get("failed"):
+        raise SystemExit(1)  # some sources failed (each named above); the others were harvested
 
 
 def _print_plan(args: argparse.Namespace) -> None:
@@ -160,7 +164,13 @@ def _print_plan(args: argparse.Namespace) -> None:
     from infra.sources import find_granules
     from transforms.errors import LakeError
 
-    upstream = find_granules(args.source, product=args.product, start=args.start, end=args.end)
+    upstream = [
+        g
+        for source in args.source.split(",")
+        for g in find_granules(
+            source.strip(), product=args.product, start=args.start, end=args.end, timeliness=args.timeliness
+        )
+    ]
     try:
         ledger = read_granules(_lake(args.lake, create=False))
     except LakeError:  # no lake yet: everything would be new
@@ -190,6 +200,8 @@ def _print_harvest(summary: dict[str, Any]) -> None:
         f"{summary['skipped']} already in the lake, {len(summary['quarantined'])} quarantined, "
         f"{len(summary['superseded'])} superseded"
     )
+    for source, error in summary.get("failed", []):
+        print(f"  source {source} failed: {error}")
     for gid, reason in summary["quarantined"]:
         print(f"  quarantined {gid}: {reason}")
     for gid in summary["superseded"]:
@@ -284,8 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_simulate)
 
     h = sub.add_parser("harvest", help="copy granules from a STAC catalog/API into the lake")
-    h.add_argument("--source", required=True, help="static catalog path/URL or STAC API root")
+    h.add_argument(
+        "--source",
+        required=True,
+        help="a source named in the sources file (deployments/sources.yaml, e.g. cdse, planetary-computer), "
+        "or a static catalog path/URL or STAC API root; several: comma-separated",
+    )
     h.add_argument("--product", type=parse_product, default="no2")
+    h.add_argument(
+        "--timeliness", choices=["nrti", "offl", "rpro"], help="only this processing mode (default: all)"
+    )
     h.add_argument(
         "--plan", action="store_true", help="print what would be fetched and changed; write nothing"
     )

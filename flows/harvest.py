@@ -1,4 +1,9 @@
-"""Flow: harvest granules from a source (static STAC catalog or STAC API) into the lake's raw zone."""
+"""Flow: harvest granules from one or more sources (configured names, STAC catalogs or APIs) into the raw zone.
+
+A run with explicit ``start``/``end`` (a backfill) searches those days. A scheduled run (no dates) is
+incremental: it searches from its source's last successful high-water mark (less an overlap of ``days_back``
+days) to the scheduled time, and records the new mark only when every download worked.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,26 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.artifacts import report_harvest, timed
 from flows.progress import completed
 from flows.retries import RETRIES, RETRY_DELAYS_S, retry_condition
-from flows.windows import resolve_window, writer_lock
-from infra.harvest import days_touched, failed_row, harvest_granule, plan_harvest, resolve_versions
-from infra.ledger import read_granules, upsert_granules
+from flows.windows import writer_lock
+from infra.adapters import day_window, open_source
+from infra.harvest import (
+    SourceGate,
+    days_touched,
+    failed_row,
+    harvest_granule,
+    incremental_window,
+    plan_harvest,
+    resolve_versions,
+)
+from infra.http import UpstreamAuthError
+from infra.ledger import last_mark, read_granules, record_mark, upsert_granules
 from infra.publish import granule_collection_id, publish_granules
-from infra.sources import UpstreamGranule, find_granules
+from infra.sources import UpstreamGranule, search_granules
 from infra.storage import open_lake
-from transforms.errors import SourceError
+from transforms.errors import EolakeError, InputError, SourceError
+
+MAX_WORKERS = 64
+"""Threads for transfers; each source's own ``max_connections`` bounds how many of them download at once."""
 
 
 @task(
@@ -28,11 +46,13 @@ from transforms.errors import SourceError
     retry_delay_seconds=RETRY_DELAYS_S,
     retry_condition_fn=retry_condition,
 )
-def fetch_task(g: UpstreamGranule, lake_url: str, source: str, attempts: int) -> dict[str, Any]:
-    return harvest_granule(g, open_lake(lake_url), source=source, attempts=attempts)
+def fetch_task(
+    g: UpstreamGranule, lake_url: str, source: str, attempts: int, gate: SourceGate
+) -> dict[str, Any]:
+    return harvest_granule(g, open_lake(lake_url), source=source, attempts=attempts, gate=gate)
 
 
-@flow(name="harvest_granules", task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
+@flow(name="harvest_granules", task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS))  # type: ignore[arg-type]
 def harvest_granules(
     source: str,
     product: str,
@@ -40,35 +60,89 @@ def harvest_granules(
     end: dt.date | None = None,
     lake: str | None = None,
     days_back: int = 2,
+    timeliness: str | None = None,
 ) -> dict[str, Any]:
-    """Fetch new granules of ``product`` for ``start``…``end`` (default: the ``days_back`` days before the
-    scheduled time); quarantine bad ones; supersede old versions."""
-    start, end = resolve_window(start, end, days_back=days_back)
-    with timed() as clock:
-        summary = _harvest(source, product, start, end, lake)
-    links = [
-        open_lake(lake).url_of("stac", granule_collection_id(product), "items", f"{gid}.json")
-        for gid in summary["harvested_ids"]
-    ]
-    report_harvest(summary, product=product, seconds=clock["seconds"], item_links=links)
-    return summary
+    """Fetch new granules of ``product`` from ``source`` (several: comma-separated; one being down does not
+    stop the others) for ``start``…``end``, or incrementally since the last successful run; quarantine bad
+    ones; supersede old versions. ``timeliness`` (nrti/offl/rpro) narrows the search."""
+    sources = [s.strip() for s in source.split(",") if s.strip()]
+    if not sources:
+        raise InputError("no source given: name a configured source or a STAC catalog/API")
+    summaries: list[dict[str, Any]] = []
+    for name in sources:
+        with timed() as clock:
+            try:
+                summary = _harvest(
+                    name, product, start, end, lake, days_back=days_back, timeliness=timeliness
+                )
+            except EolakeError as exc:
+                if len(sources) == 1:
+                    raise
+                summary = _failed_summary(name, exc)
+        links = [
+            open_lake(lake).url_of("stac", granule_collection_id(product), "items", f"{gid}.json")
+            for gid in summary["harvested_ids"]
+        ]
+        report_harvest(summary, product=product, seconds=clock["seconds"], item_links=links)
+        summaries.append(summary)
+    if len(summaries) == 1:
+        return summaries[0]
+    return _combined(summaries)
 
 
-def _harvest(source: str, product: str, start: dt.date, end: dt.date, lake: str | None) -> dict[str, Any]:
+def _window(
+    source: str, product: str, start: dt.date | None, end: dt.date | None, lake: Any, days_back: int
+) -> tuple[dt.datetime, dt.datetime, bool]:
+    """The sensing-time window to search and whether the run is incremental (no explicit dates)."""
+    if start is not None and end is not None:
+        if end < start:
+            raise InputError(f"inverted date range: start {start} is after end {end}")
+        lo, hi = day_window(start, end)
+        return lo, hi, False
+    if days_back < 1:
+        raise InputError(f"days_back must be at least 1, got {days_back}")
+    from prefect.runtime import flow_run
+
+    scheduled = flow_run.scheduled_start_time
+    now = scheduled.astimezone(dt.UTC) if scheduled else dt.datetime.now(dt.UTC)
+    mark = last_mark(lake, source, product)
+    lo, hi = incremental_window(None if mark is None else mark.to_pydatetime(), now, days_back=days_back)
+    return lo, hi, True
+
+
+def _harvest(
+    source: str,
+    product: str,
+    start: dt.date | None,
+    end: dt.date | None,
+    lake: str | None,
+    *,
+    days_back: int,
+    timeliness: str | None,
+) -> dict[str, Any]:
     the_lake = open_lake(lake)
-    upstream = find_granules(source, product=product, start=start, end=end)
+    lo, hi, incremental = _window(source, product, start, end, the_lake, days_back)
+    gate = SourceGate(open_source(source))
+    upstream = search_granules(gate.adapter, product=product, start=lo, end=hi, timeliness=timeliness)
     ledger = read_granules(the_lake)
     todo = plan_harvest(upstream, ledger)
     prior = dict(zip(ledger["granule_id"], ledger["attempts"], strict=True))
     attempts = {g.granule_id: int(prior.get(g.granule_id) or 0) + 1 for g in todo}
-    submitted = [(fetch_task.submit(g, the_lake.url, source, attempts[g.granule_id]), g) for g in todo]
+    submitted = [(fetch_task.submit(g, the_lake.url, source, attempts[g.granule_id], gate), g) for g in todo]
     granule_of = {id(fut): g for fut, g in submitted}
     rows: list[dict[str, Any]] = []
-    for fut in completed([fut for fut, _ in submitted], f"fetching {len(todo)} granules"):
+    download_failures = 0
+    refused: UpstreamAuthError | None = None
+    for fut in completed([fut for fut, _ in submitted], f"fetching {len(todo)} granules from {source}"):
         g = granule_of[id(fut)]
         try:
             rows.append(fut.result())
+        except (
+            UpstreamAuthError
+        ) as exc:  # the source's credentials: no ledger row, the granule is not at fault
+            refused = refused or exc
         except SourceError as exc:
+            download_failures += 1
             rows.append(failed_row(g, source=source, error=exc, attempts=attempts[g.granule_id]))
     with writer_lock(product):  # state, then catalog: one writer per product at a time
         ledger = upsert_granules(the_lake, rows)
@@ -85,9 +159,17 @@ def _harvest(source: str, product: str, start: dt.date, end: dt.date, lake: str 
             g.granule_id: {"geometry": g.item.get("geometry"), "bbox": g.item.get("bbox")} for g in upstream
         }
         publish_granules(the_lake, touched, footprints)
+        if incremental and refused is None and download_failures == 0:
+            record_mark(the_lake, source, product, hi, dt.datetime.now(dt.UTC))
+    if refused is not None:
+        raise refused
     quarantined = [(r["granule_id"], r["reason"]) for r in rows if r["status"] == "quarantined"]
     return {
         "source": source,
+        "window": [lo.isoformat(), hi.isoformat()],
+        "incremental": incremental,
+        "max_connections": gate.max_connections,
+        "peak_connections": gate.peak,
         "found": len(upstream),
         "fetched": sum(1 for r in rows if r["status"] == "harvested"),
         "harvested_ids": [r["granule_id"] for r in rows if r["status"] == "harvested"],
@@ -97,4 +179,34 @@ def _harvest(source: str, product: str, start: dt.date, end: dt.date, lake: str 
         if changes.empty
         else list(changes.loc[changes["status"] == "superseded", "granule_id"]),
         "days_to_regrid": [d.isoformat() for d in days_touched(touched)] if not touched.empty else [],
+    }
+
+
+def _failed_summary(source: str, exc: EolakeError) -> dict[str, Any]:
+    return {
+        "source": source,
+        "error": str(exc),
+        "found": 0,
+        "fetched": 0,
+        "harvested_ids": [],
+        "skipped": 0,
+        "quarantined": [],
+        "superseded": [],
+        "days_to_regrid": [],
+    }
+
+
+def _combined(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary over several sources; ``sources`` keeps each one's, ``failed`` names those that failed."""
+    return {
+        "source": ", ".join(s["source"] for s in summaries),
+        "sources": summaries,
+        "failed": [(s["source"], s["error"]) for s in summaries if "error" in s],
+        "found": sum(s["found"] for s in summaries),
+        "fetched": sum(s["fetched"] for s in summaries),
+        "harvested_ids": [gid for s in summaries for gid in s["harvested_ids"]],
+        "skipped": sum(s["skipped"] for s in summaries),
+        "quarantined": [q for s in summaries for q in s["quarantined"]],
+        "superseded": [g for s in summaries for g in s["superseded"]],
+        "days_to_regrid": sorted({d for s in summaries for d in s["days_to_regrid"]}),
     }

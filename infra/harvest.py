@@ -7,18 +7,36 @@ budget is not spent. Harvested and superseded granules are never fetched again, 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
 
+from infra.adapters import SourceAdapter
+from infra.http import UpstreamAuthError
 from infra.sources import UpstreamGranule, redact_url
 from infra.storage import Lake
-from infra.transfer import fetch_granule, raw_key
+from infra.transfer import TransferResult, fetch_granule, raw_key
 from transforms.errors import SourceError
 from transforms.granules import parse_granule_name
 
 RETRY_BUDGET = 3
 """Attempts a quarantined granule gets (over successive runs) before it is left for an operator."""
+
+
+def incremental_window(
+    mark: dt.datetime | None, now: dt.datetime, *, days_back: int
+) -> tuple[dt.datetime, dt.datetime]:
+    """The sensing-time window [lo, hi) a scheduled run searches: from its last successful run's high-water
+    ``mark`` less an overlap of ``days_back`` days (granules published late, reprocessed versions), to ``now``.
+    Before the first successful run: the ``days_back`` whole days before ``now``'s day, and ``now``'s day so far.
+    After an outage the window reaches back to the mark, so nothing sensed meanwhile is missed."""
+    today = dt.datetime.combine(now.astimezone(dt.UTC).date(), dt.time(), dt.UTC)
+    overlap = dt.timedelta(days=days_back)
+    lo = today - overlap if mark is None else min(mark - overlap, today - overlap)
+    return lo, now
 
 
 def plan_harvest(upstream: list[UpstreamGranule], ledger: pd.DataFrame) -> list[UpstreamGranule]:
@@ -42,14 +60,51 @@ def plan_harvest(upstream: list[UpstreamGranule], ledger: pd.DataFrame) -> list[
     return todo
 
 
-def harvest_granule(g: UpstreamGranule, lake: Lake, *, source: str, attempts: int = 1) -> dict[str, Any]:
+class SourceGate:
+    """What the concurrent downloads from one source share during a run: its adapter (and so its cached
+    tokens), at most ``max_connections`` transfers at a time, and the first refusal of its credentials — after
+    which no further download is tried (a wrong password must not turn into a request per granule)."""
+
+    def __init__(self, adapter: SourceAdapter) -> None:
+        self.adapter = adapter
+        self.max_connections = max(1, int(adapter.max_connections))
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._lock = threading.Lock()
+        self.active = 0
+        self.peak = 0  # the most transfers that ran at once (reported, and checked by tests)
+        self.refused: UpstreamAuthError | None = None
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._slots:
+            with self._lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self.active -= 1
+
+    def __repr__(self) -> str:
+        return f"SourceGate({self.adapter.name!r}, max_connections={self.max_connections})"
+
+
+def harvest_granule(
+    g: UpstreamGranule, lake: Lake, *, source: str, attempts: int = 1, gate: SourceGate | None = None
+) -> dict[str, Any]:
     """Fetch one granule into the lake and return its ledger row (status harvested or quarantined).
-    Raises SourceError when upstream cannot be read at all (retryable)."""
+    With a ``gate``, the download is authorised by the source's adapter, runs in one of the source's connection
+    slots, and a refused credential is renewed once; a second refusal raises UpstreamAuthError (and stops the
+    source's other downloads). Raises SourceError when upstream cannot be read at all (retryable)."""
     name = g.name
     key = raw_key(name.product, name.filename, name.start.date().isoformat())
-    result = fetch_granule(
-        g.href, lake, key, product=name.product, expected_size=g.size, expected_sha256=g.sha256
-    )
+    if gate is None:
+        result = fetch_granule(
+            g.href, lake, key, product=name.product, expected_size=g.size, expected_sha256=g.sha256
+        )
+    else:
+        result = _fetch_through(gate, g, lake, key)
     return {
         "granule_id": name.id,
         "product": name.product,
@@ -69,6 +124,37 @@ def harvest_granule(g: UpstreamGranule, lake: Lake, *, source: str, attempts: in
         "attempts": attempts,
         "updated": dt.datetime.now(dt.UTC),
     }
+
+
+def _fetch_through(gate: SourceGate, g: UpstreamGranule, lake: Lake, key: str) -> TransferResult:
+    adapter = gate.adapter
+    with gate.slot():
+        for refresh in (False, True):
+            if gate.refused is not None:
+                raise gate.refused
+            try:
+                dl = adapter.authorize(g, refresh=refresh)
+            except UpstreamAuthError as exc:  # the token endpoint refused the credentials: final
+                gate.refused = exc
+                raise
+            try:
+                return fetch_granule(
+                    dl.href,
+                    lake,
+                    key,
+                    product=g.name.product,
+                    expected_size=g.size,
+                    expected_sha256=g.sha256,
+                    headers=dict(dl.headers),
+                    credential_hint=adapter.credential_hint,
+                )
+            except UpstreamAuthError as exc:
+                if refresh:  # refused even with a fresh credential
+                    gate.refused = UpstreamAuthError(
+                        f"source {adapter.name} refused access again after a new token: {exc}"
+                    )
+                    raise gate.refused from None
+    raise AssertionError("unreachable")
 
 
 def failed_row(g: UpstreamGranule, *, source: str, error: SourceError, attempts: int) -> dict[str, Any]:

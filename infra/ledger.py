@@ -110,3 +110,41 @@ def commit_cube_days(lake: Lake, rows: Iterable[Mapping[str, Any]]) -> pd.DataFr
     merged = merged.sort_values(["cube", "day"], ignore_index=True)
     _write(lake, CUBE_DAYS_KEY, merged, CUBE_DAY_SCHEMA)
     return merged
+
+
+MARKS_KEY = "ledger/marks.parquet"
+MARK_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("product", pa.string()),
+        ("mark", pa.timestamp("us", tz="UTC")),  # the sensing-time end of the last successful run's search
+        ("run_at", pa.timestamp("us", tz="UTC")),  # when that run finished
+    ]
+)
+"""High-water marks of incremental harvests: one row per (source, product). A failed run leaves its row alone."""
+
+
+def read_marks(lake: Lake) -> pd.DataFrame:
+    """Incremental harvests' high-water marks, one row per (source, product)."""
+    return _read(lake, MARKS_KEY, MARK_SCHEMA)
+
+
+def last_mark(lake: Lake, source: str, product: str) -> pd.Timestamp | None:
+    """The sensing-time high-water mark of the last successful incremental run, or None before the first."""
+    marks = read_marks(lake)
+    row = marks[(marks["source"] == source) & (marks["product"] == product)]
+    return None if row.empty else pd.Timestamp(row["mark"].iloc[0])
+
+
+def record_mark(lake: Lake, source: str, product: str, mark: Any, run_at: Any) -> pd.DataFrame:
+    """Set (source, product)'s high-water mark (never moves it backwards); returns all marks."""
+    marks = read_marks(lake)
+    mask = (marks["source"] == source) & (marks["product"] == product)
+    old = marks.loc[mask, "mark"]
+    mark = pd.Timestamp(mark) if old.empty else max(pd.Timestamp(mark), pd.Timestamp(old.iloc[0]))
+    row = pd.DataFrame([{"source": source, "product": product, "mark": mark, "run_at": pd.Timestamp(run_at)}])
+    merged = pd.concat([marks[~mask], row], ignore_index=True).sort_values(
+        ["source", "product"], ignore_index=True
+    )
+    _write(lake, MARKS_KEY, merged, MARK_SCHEMA)
+    return merged

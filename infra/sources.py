@@ -98,6 +98,25 @@ def _pick_asset(item: pystac.Item, product: str) -> pystac.Asset | None:
     return None
 
 
+def _name_of(item: pystac.Item, asset: pystac.Asset, href: str) -> GranuleName | None:
+    """The granule's file name: from the href, else (download URLs like CDSE's ``…/Products(<uuid>)/$value``)
+    from an alternate href, the asset title, or the item id."""
+    alternates = asset.extra_fields.get("alternate") or {}
+    candidates = [posixpath.basename(urlparse(href).path)]
+    candidates += [
+        posixpath.basename(urlparse(str(a.get("href", ""))).path)
+        for a in alternates.values()
+        if isinstance(a, dict)
+    ]
+    candidates += [str(asset.title or ""), item.id]
+    for text in candidates:
+        try:
+            return parse_granule_name(text)
+        except GranuleNameError:
+            continue
+    return None
+
+
 def granule_from_item(item: pystac.Item, product: str) -> UpstreamGranule | None:
     """The granule of ``product`` an item offers (its netCDF asset), or None when it offers another product."""
     prop = item.properties.get("s5p:product_name")
@@ -107,11 +126,8 @@ def granule_from_item(item: pystac.Item, product: str) -> UpstreamGranule | None
     if asset is None:
         return None
     href = asset.get_absolute_href() or asset.href
-    try:
-        name = parse_granule_name(posixpath.basename(urlparse(href).path))
-    except GranuleNameError:
-        return None
-    if name.product != product:
+    name = _name_of(item, asset, href)
+    if name is None or name.product != product:
         return None
     checksum = asset.extra_fields.get("file:checksum")
     sha256 = checksum[4:] if isinstance(checksum, str) and checksum.startswith("1220") else None
