@@ -52,13 +52,17 @@ def fetch_granule(
     product: str,
     expected_size: int | None = None,
     expected_sha256: str | None = None,
+    headers: dict[str, str] | None = None,
+    credential_hint: str = "the source's credentials",
 ) -> TransferResult:
     """Stream ``href`` into the lake at ``key``; verify; quarantine on failure. Raises SourceError only when
     the source cannot be read at all (the caller decides whether to retry)."""
     partial = lake.path("raw", ".partial", f"{uuid.uuid4().hex}-{posixpath.basename(key)}")
     try:
         if href.startswith(("http://", "https://")):
-            size, sha = download(href, lambda: lake.fs.open(partial, "wb"))
+            size, sha = download(
+                href, lambda: lake.fs.open(partial, "wb"), headers=headers, credential_hint=credential_hint
+            )
         else:
             size, sha = _copy(href, lake, partial)
     except FileNotFoundError as exc:
