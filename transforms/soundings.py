@@ -1,0 +1,231 @@
+"""Flat sounding files (OCO-2/OCO-3/ACOS Lite, TanSat lite, NIES GOSAT L2): what their readers and writers share.
+
+A sounding file holds one value per sounding on a single dimension; readers turn it into the standard
+observations Dataset of :mod:`transforms.observations` (dim ``pixel`` = sounding, ``corner`` = 4): ``value``,
+``uncertainty`` (value units), ``qa`` (1 good / 0 bad from the product's flag), ``quality_flag`` (the raw
+flag, when the product has one), ``latitude``/``longitude`` (degrees), ``time`` (datetime64[ns], UTC, naive),
+``latitude_bounds``/``longitude_bounds`` (pixel, corner) and coord ``sounding_id``. Files are opened with
+h5py and only the variables asked for are read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import IO, Any
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+import xarray as xr
+
+from transforms.errors import GranuleReadError
+from transforms.products import ProductSpec
+
+Source = str | os.PathLike[str] | IO[bytes]
+LITE_MISSING = -999999.0
+"""Missing value of the OCO/ACOS Lite files (``missing_value`` attribute, verified on ACOS Lite 7.3)."""
+EPOCH_1970 = np.datetime64("1970-01-01T00:00:00", "ns")
+KM_PER_DEG_LAT = 111.195
+
+
+def describe(source: Source) -> str:
+    """A label for errors: the path, or the file object's name."""
+    if isinstance(source, str | os.PathLike):
+        return os.fspath(source)
+    for attr in ("path", "name", "full_name"):
+        label = getattr(source, attr, None)
+        if isinstance(label, str) and label:
+            return label
+    return repr(source)
+
+
+@contextmanager
+def open_hdf5(source: Source, label: str) -> Iterator[h5py.File]:
+    """Open ``source`` read-only with h5py; empty, missing, truncated or non-HDF5 input raises
+    :class:`GranuleReadError` with the reason (HDF5 and netCDF4 files alike)."""
+    if isinstance(source, str | os.PathLike):
+        if not os.path.exists(source):
+            raise GranuleReadError(f"granule {label} does not exist; check the path or URL")
+        if os.path.getsize(source) == 0:
+            raise GranuleReadError(f"granule {label} is empty (0 bytes): download it again")
+    else:
+        try:
+            pos = source.tell()
+            head = source.read(8)
+            source.seek(pos)
+        except (OSError, ValueError) as err:
+            raise GranuleReadError(
+                f"cannot read granule {label}: the file object is not readable ({err})"
+            ) from err
+        if not head:
+            raise GranuleReadError(f"granule {label} is empty (0 bytes): download it again")
+    try:
+        handle = h5py.File(source, "r")
+    except OSError as err:
+        raise GranuleReadError(
+            f"granule {label} is not an HDF5/netCDF4 file (truncated or corrupt?): {err}; download it again"
+        ) from err
+    with handle:
+        yield handle
+
+
+def read_errors(label: str) -> tuple[type[BaseException], ...]:
+    """The low-level errors a truncated or corrupt file raises while reading (turned into GranuleReadError)."""
+    return (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError)
+
+
+def variable(f: h5py.Group, path: str, label: str) -> h5py.Dataset:
+    """The dataset at ``path`` or a GranuleReadError naming it."""
+    obj = f.get(path)
+    if not isinstance(obj, h5py.Dataset):
+        raise GranuleReadError(
+            f"granule {label} has no variable {path} (wrong product, or a truncated or unsupported file)"
+        )
+    return obj
+
+
+def attr_text(value: Any) -> str:
+    """An HDF5 attribute (bytes, str, array of either) as text."""
+    if isinstance(value, np.ndarray):
+        value = value.ravel()[0] if value.size else ""
+    if isinstance(value, bytes | np.bytes_):
+        return bytes(value).decode("utf-8", errors="replace").strip("\x00 ")
+    return str(value).strip()
+
+
+def read_float(ds: h5py.Dataset, *, missing: float | None = None) -> npt.NDArray[np.float32]:
+    """A float variable with its ``missing_value``/``_FillValue`` (or ``missing``) → NaN, as float32."""
+    raw = np.asarray(ds[()])
+    out = raw.astype(np.float32)
+    fills = [np.asarray(ds.attrs[k]).ravel() for k in ("missing_value", "_FillValue") if k in ds.attrs]
+    if missing is not None:
+        fills.append(np.array([missing]))
+    for fill in fills:
+        out[np.isin(raw, fill.astype(raw.dtype))] = np.nan
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def square_corners(
+    lat: npt.NDArray[np.floating[Any]], lon: npt.NDArray[np.floating[Any]], side_km: float
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Corners (n, 4) of a square of ``side_km`` around each centre, counter-clockwise from south-west;
+    for products that publish no footprint vertices (an equal-area stand-in for a circular footprint)."""
+    half_lat = side_km / 2 / KM_PER_DEG_LAT
+    coslat = np.maximum(np.cos(np.radians(np.clip(lat, -89.0, 89.0))), math.cos(math.radians(89.0)))
+    half_lon = side_km / 2 / (KM_PER_DEG_LAT * coslat)
+    dlat = np.array([-1.0, -1.0, 1.0, 1.0]) * half_lat
+    dlon = np.array([-1.0, 1.0, 1.0, -1.0])
+    lat_b = np.clip(lat[:, None] + dlat[None, :], -90.0, 90.0)
+    lon_b = (lon[:, None] + dlon[None, :] * half_lon[:, None] + 180.0) % 360.0 - 180.0
+    return lat_b.astype(np.float32), lon_b.astype(np.float32)
+
+
+def observations(
+    *,
+    spec: ProductSpec,
+    granule_id: str,
+    value: npt.NDArray[np.float32],
+    uncertainty: npt.NDArray[np.float32],
+    flag: npt.NDArray[np.integer[Any]] | None,
+    latitude: npt.NDArray[np.float32],
+    longitude: npt.NDArray[np.float32],
+    time: npt.NDArray[np.datetime64],
+    sounding_id: npt.NDArray[np.int64],
+    bounds: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None,
+    value_source: str,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """The standard observations Dataset of one sounding file (see the module docstring). ``flag`` is the
+    product's quality flag (None: every finite value is good); ``qa`` is 1 where it equals the good value."""
+    n = value.shape[0]
+    for what, arr in (("uncertainty", uncertainty), ("latitude", latitude), ("longitude", longitude)):
+        if arr.shape != (n,):
+            raise GranuleReadError(f"granule {granule_id}: {what} has shape {arr.shape}, value ({n},)")
+    if flag is not None:
+        good = spec.qa_flag_good if spec.qa_flag_good is not None else 0
+        qa = np.where(flag == good, np.float32(1.0), np.float32(0.0)).astype(np.float32)
+    else:
+        qa = np.where(np.isfinite(value), np.float32(1.0), np.float32(0.0)).astype(np.float32)
+    data: dict[str, Any] = {
+        "value": (
+            "pixel",
+            value,
+            {
+                "units": spec.units,
+                "long_name": spec.long_name,
+                "standard_name": spec.standard_name,
+                "source_variable": value_source,
+            },
+        ),
+        "uncertainty": (
+            "pixel",
+            uncertainty,
+            {
+                "units": spec.units,
+                "long_name": f"uncertainty (1-sigma) of {value_source.rsplit('/', 1)[-1]}",
+                "source_variable": f"/{spec.precision_var}",
+            },
+        ),
+        "qa": (
+            "pixel",
+            qa,
+            {
+                "units": "1",
+                "long_name": "quality: 1 good, 0 bad (from the product's quality flag)",
+                "qa_threshold": spec.qa_threshold,
+                "quality_rule": spec.quality_document,
+            },
+        ),
+        "latitude": ("pixel", latitude, {"units": "degrees_north", "standard_name": "latitude"}),
+        "longitude": ("pixel", longitude, {"units": "degrees_east", "standard_name": "longitude"}),
+        "time": ("pixel", time.astype("datetime64[ns]"), {"long_name": "time of the sounding (UTC)"}),
+    }
+    if flag is not None:
+        data["quality_flag"] = (
+            "pixel",
+            flag,
+            {"long_name": f"/{spec.qa_flag_var}", "flag_good": spec.qa_flag_good},
+        )
+    if bounds is not None:
+        lat_b, lon_b = bounds
+        if lat_b.shape != (n, 4) or lon_b.shape != (n, 4):
+            raise GranuleReadError(
+                f"granule {granule_id}: footprint vertices have shape {lat_b.shape}, not ({n}, 4)"
+            )
+        data["latitude_bounds"] = (("pixel", "corner"), lat_b, {"units": "degrees_north"})
+        data["longitude_bounds"] = (("pixel", "corner"), lon_b, {"units": "degrees_east"})
+    return xr.Dataset(
+        data,
+        coords={"sounding_id": ("pixel", sounding_id, {"long_name": "sounding id (YYYYMMDDhhmmssmf)"})},
+        attrs={
+            "granule_id": granule_id,
+            "product": spec.name,
+            "product_type": spec.product_type,
+            "units": spec.units,
+            "qa_threshold": spec.qa_threshold,
+            "value_variable": value_source,
+            **(attrs or {}),
+        },
+    )
+
+
+def sounding_ids(
+    time: npt.NDArray[np.datetime64], footprint: npt.NDArray[np.integer[Any]]
+) -> npt.NDArray[np.int64]:
+    """OCO-style sounding ids ``YYYYMMDDhhmmssmf`` (m: tenth of a second, f: footprint 1–8) from times and
+    footprint numbers."""
+    t = time.astype("datetime64[ms]")
+    seconds = t.astype("datetime64[s]")
+    text = np.datetime_as_string(seconds, unit="s")
+    digits = np.char.replace(np.char.replace(np.char.replace(text, "-", ""), "T", ""), ":", "").astype(
+        np.int64
+    )
+    tenth = ((t - seconds).astype(np.int64) // 100).astype(np.int64)
+    ids: npt.NDArray[np.int64] = (
+        digits * 100 + tenth * 10 + np.asarray(footprint, dtype=np.int64) % 10
+    ).astype(np.int64)
+    return ids
