@@ -839,8 +839,14 @@ def open_observations(source: Source, *, product: str | ProductSpec, corners: bo
     (the pixel's position in the swath). Fill values are NaN (NaT for time). Nothing is filtered by qa.
     Raises :class:`GranuleReadError` for empty, truncated, corrupt or wrong-product files.
     ``corners=False`` is the lean read for centre binning: the corner variables are neither read nor returned.
+    A product of another family (OCO/ACOS Lite, NIES GOSAT, TanSat) is read by its own reader
+    (:mod:`transforms.observations`), so every caller of this function reads every product.
     """
     spec = get_product(product)
+    if spec.family != "s5p":
+        from transforms.observations import open_observations as open_other
+
+        return open_other(source, product=spec, corners=corners)
     label = _describe(source)
     try:
         with _open_hdf5(source, label) as f:
