@@ -139,7 +139,14 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def cmd_harvest(args: argparse.Namespace) -> None:
-    _check_period(args)
+    if (args.start is None) != (args.end is None):
+        _fail(
+            "give both --start and --end (a backfill), or neither (incremental since the last successful run)"
+        )
+    if args.start is not None:
+        _check_period(args)
+    elif args.days_back < 1:
+        _fail(f"--days-back must be at least 1, got {args.days_back}")
     if args.plan:
         _print_plan(args)
         return
@@ -148,7 +155,13 @@ def cmd_harvest(args: argparse.Namespace) -> None:
     from flows.harvest import harvest_granules
 
     summary = harvest_granules(
-        args.source, args.product, args.start, args.end, lake.url, timeliness=args.timeliness
+        args.source,
+        args.product,
+        args.start,
+        args.end,
+        lake.url,
+        days_back=args.days_back,
+        timeliness=args.timeliness,
     )
     _print_harvest(summary)
     if summary.get("failed"):
@@ -159,22 +172,31 @@ def _print_plan(args: argparse.Namespace) -> None:
     """``harvest --plan``: read upstream and the ledger (if the lake exists), print, write nothing."""
     import pandas as pd
 
-    from infra.harvest import plan_report
-    from infra.ledger import GRANULE_SCHEMA, read_granules
-    from infra.sources import find_granules
+    from infra.adapters import day_window, open_source
+    from infra.harvest import incremental_window, plan_report
+    from infra.ledger import GRANULE_SCHEMA, last_mark, read_granules
+    from infra.sources import search_granules
     from transforms.errors import LakeError
 
-    upstream = [
-        g
-        for source in args.source.split(",")
-        for g in find_granules(
-            source.strip(), product=args.product, start=args.start, end=args.end, timeliness=args.timeliness
-        )
-    ]
     try:
-        ledger = read_granules(_lake(args.lake, create=False))
+        lake = _lake(args.lake, create=False)
+        ledger = read_granules(lake)
     except LakeError:  # no lake yet: everything would be new
-        ledger = pd.DataFrame(columns=GRANULE_SCHEMA.names)
+        lake, ledger = None, pd.DataFrame(columns=GRANULE_SCHEMA.names)
+    upstream = []
+    for source in (s.strip() for s in args.source.split(",") if s.strip()):
+        if args.start is not None:
+            lo, hi = day_window(args.start, args.end)
+        else:
+            mark = last_mark(lake, source, args.product) if lake is not None else None
+            now = dt.datetime.now(dt.UTC)
+            lo, hi = incremental_window(
+                None if mark is None else mark.to_pydatetime(), now, days_back=args.days_back
+            )
+            print(f"incremental window for {source}: {lo.isoformat()} to {hi.isoformat()}")
+        upstream += search_granules(
+            open_source(source), product=args.product, start=lo, end=hi, timeliness=args.timeliness
+        )
     plan = plan_report(upstream, ledger)
     size = sum(s or 0 for _, s in plan["fetch"] + plan["retry"])
     unknown = sum(1 for _, s in plan["fetch"] + plan["retry"] if s is None)
@@ -309,7 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument(
         "--plan", action="store_true", help="print what would be fetched and changed; write nothing"
     )
-    add_period(h, required=True)
+    h.add_argument("--start", type=parse_date, help="first day, YYYY-MM-DD (with --end: a backfill)")
+    h.add_argument("--end", type=parse_date, help="last day, YYYY-MM-DD (inclusive)")
+    h.add_argument(
+        "--days-back",
+        type=int,
+        default=2,
+        help="without --start/--end: search from the last successful run's high-water mark less this many "
+        "days (late and reprocessed granules) to now; the first run takes this many days (default 2)",
+    )
     add_lake(h)
     h.set_defaults(func=cmd_harvest)
 

@@ -132,15 +132,12 @@ def _harvest(
     granule_of = {id(fut): g for fut, g in submitted}
     rows: list[dict[str, Any]] = []
     download_failures = 0
-    refused: UpstreamAuthError | None = None
     for fut in completed([fut for fut, _ in submitted], f"fetching {len(todo)} granules from {source}"):
         g = granule_of[id(fut)]
         try:
             rows.append(fut.result())
-        except (
-            UpstreamAuthError
-        ) as exc:  # the source's credentials: no ledger row, the granule is not at fault
-            refused = refused or exc
+        except UpstreamAuthError:  # the source refused our credentials: stop, record nothing half-done
+            raise
         except SourceError as exc:
             download_failures += 1
             rows.append(failed_row(g, source=source, error=exc, attempts=attempts[g.granule_id]))
@@ -159,10 +156,8 @@ def _harvest(
             g.granule_id: {"geometry": g.item.get("geometry"), "bbox": g.item.get("bbox")} for g in upstream
         }
         publish_granules(the_lake, touched, footprints)
-        if incremental and refused is None and download_failures == 0:
+        if incremental and download_failures == 0:
             record_mark(the_lake, source, product, hi, dt.datetime.now(dt.UTC))
-    if refused is not None:
-        raise refused
     quarantined = [(r["granule_id"], r["reason"]) for r in rows if r["status"] == "quarantined"]
     return {
         "source": source,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from infra.adapters import SourceAdapter
+from infra.adapters import Download, SourceAdapter
 from infra.http import UpstreamAuthError
 from infra.sources import UpstreamGranule, redact_url
 from infra.storage import Lake
@@ -128,6 +128,7 @@ def harvest_granule(
 
 def _fetch_through(gate: SourceGate, g: UpstreamGranule, lake: Lake, key: str) -> TransferResult:
     adapter = gate.adapter
+    refused: tuple[Download, UpstreamAuthError] | None = None  # the first try's credential and its refusal
     with gate.slot():
         for refresh in (False, True):
             if gate.refused is not None:
@@ -137,6 +138,9 @@ def _fetch_through(gate: SourceGate, g: UpstreamGranule, lake: Lake, key: str) -
             except UpstreamAuthError as exc:  # the token endpoint refused the credentials: final
                 gate.refused = exc
                 raise
+            if refused is not None and dl == refused[0]:  # nothing to renew (no credentials, or the same)
+                gate.refused = refused[1]
+                raise gate.refused
             try:
                 return fetch_granule(
                     dl.href,
@@ -154,6 +158,7 @@ def _fetch_through(gate: SourceGate, g: UpstreamGranule, lake: Lake, key: str) -
                         f"source {adapter.name} refused access again after a new token: {exc}"
                     )
                     raise gate.refused from None
+                refused = (dl, exc)
     raise AssertionError("unreachable")
 
 

@@ -39,7 +39,7 @@ class _Links(HTMLParser):
 class ListingAdapter:
     """Granules found by walking a directory listing (HTTP index pages, or any fsspec prefix such as s3://)."""
 
-    credential_hint = "the listing's access"
+    credential_hint = "the source's credentials"
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config

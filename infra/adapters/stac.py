@@ -24,7 +24,7 @@ the granule's middle), while we want every granule whose span overlaps the windo
 class StaticCatalogAdapter:
     """A static STAC catalog or collection (a ``catalog.json`` path or URL, or a directory holding one)."""
 
-    credential_hint = "the catalog's location"
+    credential_hint = "the source's credentials"
 
     def __init__(self, name: str, href: str, root: dict[str, Any], *, max_connections: int = 4) -> None:
         self.name = name
@@ -52,7 +52,7 @@ class StaticCatalogAdapter:
 class StacApiAdapter:
     """A STAC API with item search (paged by pystac-client, following ``next`` links)."""
 
-    credential_hint = "the STAC API's access"
+    credential_hint = "the source's credentials"
     page_size = 250
 
     def __init__(self, config: SourceConfig) -> None:
