@@ -1,4 +1,6 @@
-"""STAC items and collections for raw S5P granules, shaped like Planetary Computer's sentinel-5p-l2-netcdf.
+"""STAC items and collections for raw granules: S5P shaped like Planetary Computer's sentinel-5p-l2-netcdf;
+the XCO2 sounders' daily files (OCO-2/OCO-3/ACOS Lite, NIES GOSAT, TanSat) with the same core fields
+(platform, instruments, processing, file) and their producer, without the ``s5p:``/``sat:`` properties.
 
 Builders are pure: they take a parsed :class:`~transforms.granules.GranuleName` and facts measured elsewhere
 (href, size, checksum, footprint) and return pystac objects. :func:`footprint_geometry` turns a swath's pixel
@@ -26,7 +28,7 @@ from shapely.geometry.polygon import orient
 
 from transforms.errors import InputError, UnknownProductError
 from transforms.granules import MODES, GranuleName
-from transforms.products import get_product
+from transforms.products import ProductSpec, get_product
 
 PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
 NETCDF_MEDIA_TYPE = "application/x-netcdf"
@@ -64,6 +66,36 @@ ASSET_TITLES: dict[str, str] = {
 }
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+HDF5_MEDIA_TYPE = "application/x-hdf5"
+PRODUCERS: dict[str, pystac.Provider] = {
+    "oco_lite": pystac.Provider(
+        name="NASA GES DISC",
+        roles=[pystac.ProviderRole.PRODUCER, pystac.ProviderRole.PROCESSOR, pystac.ProviderRole.HOST],
+        url="https://disc.gsfc.nasa.gov/",
+    ),
+    "gosat_nies": pystac.Provider(
+        name="NIES GOSAT Data Archive Service",
+        roles=[pystac.ProviderRole.PRODUCER, pystac.ProviderRole.PROCESSOR, pystac.ProviderRole.LICENSOR],
+        url="https://data2.gosat.nies.go.jp/",
+    ),
+    "tansat_lite": pystac.Provider(
+        name="IAP-CAS / CASA",
+        roles=[pystac.ProviderRole.PRODUCER, pystac.ProviderRole.PROCESSOR],
+        url="http://www.chinageoss.cn/tansat/",
+    ),
+}
+
+
+def granule_collection_id(product: str) -> str:
+    """The collection of a product's raw granules: ``s5p-l2-no2``, ``oco2-l2-xco2``, ``gosat-l2-xco2``."""
+    try:
+        spec = get_product(product)
+    except UnknownProductError:
+        return f"s5p-l2-{product}"
+    if spec.family == "s5p":
+        return f"s5p-l2-{spec.name}"
+    return f"{spec.mission}-l2-xco2"
 
 
 def sha256_multihash(hexdigest: str) -> str:
@@ -103,6 +135,10 @@ def create_granule_item(
         raise InputError(f"size must be the file size in bytes (>= 0), got {size}")
     if len(bbox) not in (4, 6):
         raise InputError(f"bbox must be [west, south, east, north], got {list(bbox)}")
+    if name.family != "s5p":
+        return _sounding_file_item(
+            name, href=href, geometry=geometry, bbox=bbox, size=size, checksum_sha256=checksum_sha256
+        )
     start, end = name.start, name.end
     item = pystac.Item(
         id=name.id,
@@ -171,6 +207,93 @@ def create_granule_item(
     return item
 
 
+def _sounding_file_item(
+    name: GranuleName,
+    *,
+    href: str,
+    geometry: dict[str, Any],
+    bbox: Sequence[float],
+    size: int,
+    checksum_sha256: str,
+) -> pystac.Item:
+    """A STAC item for one daily sounding file (OCO/ACOS Lite, NIES GOSAT, TanSat): asset keyed by product."""
+    spec = get_product(name.product)
+    start, end = name.start, name.end
+    item = pystac.Item(
+        id=name.id,
+        geometry=geometry,
+        bbox=[float(x) for x in bbox],
+        datetime=start + (end - start) / 2,
+        properties={},
+        start_datetime=start,
+        end_datetime=end,
+    )
+    item.common_metadata.platform = spec.platform
+    item.common_metadata.instruments = [spec.instrument]
+    item.common_metadata.providers = [PRODUCERS[spec.family]]
+    item.stac_extensions.append(PROCESSING_SCHEMA)
+    item.properties.update(
+        {
+            "processing:level": spec.level,
+            "processing:version": name.processor_version or "unversioned",
+            "processing:datetime": _iso_z(name.production_time),
+        }
+    )
+    if name.mode:
+        item.properties["eolake:observation_mode"] = {"ND": "nadir", "GL": "glint"}.get(name.mode, name.mode)
+    asset = pystac.Asset(
+        href=href,
+        media_type=HDF5_MEDIA_TYPE if name.extension == ".h5" else NETCDF_MEDIA_TYPE,
+        title=spec.asset_title,
+        description=spec.title or None,
+        roles=["data"],
+    )
+    item.add_asset(name.product, asset)
+    file_ext = FileExtension.ext(asset, add_if_missing=True)
+    file_ext.size = int(size)
+    file_ext.checksum = sha256_multihash(checksum_sha256)
+    if spec.references:
+        item.add_link(pystac.Link(rel="about", target=spec.references, media_type="text/html"))
+    return item
+
+
+def _sounding_collection(
+    spec: ProductSpec, *, extent_bbox: Sequence[float], start: datetime, end: datetime | None
+) -> pystac.Collection:
+    rule = (
+        f"Use soundings with {spec.qa_flag_var} == {spec.qa_flag_good}"
+        if spec.is_flag_product
+        else spec.quality_document
+    )
+    collection = pystac.Collection(
+        id=granule_collection_id(spec.name),
+        title=f"{spec.platform} {spec.instrument} Level-2 XCO2 files",
+        description=(
+            f"Raw {spec.title} files ({spec.long_name}, {spec.units}) kept byte-identical in the lake, one "
+            f"item per file version. {rule}."
+        ),
+        extent=pystac.Extent(
+            pystac.SpatialExtent([[float(x) for x in extent_bbox]]),
+            pystac.TemporalExtent([[start, end]]),
+        ),
+        license="other",
+        keywords=[spec.platform, spec.instrument, "XCO2", "CO2", "greenhouse gases"],
+        providers=[PRODUCERS[spec.family], pystac.Provider(name="eolake", roles=[pystac.ProviderRole.HOST])],
+        summaries=pystac.Summaries(
+            {"platform": [spec.platform], "instruments": [spec.instrument], "processing:level": [spec.level]}
+        ),
+    )
+    if spec.references:
+        collection.add_link(pystac.Link(rel="about", target=spec.references, media_type="text/html"))
+    media = HDF5_MEDIA_TYPE if spec.family == "gosat_nies" else NETCDF_MEDIA_TYPE
+    collection.item_assets = {
+        spec.name: pystac.ItemAssetDefinition.create(
+            title=spec.asset_title, description=spec.title or None, media_type=media, roles=["data"]
+        )
+    }
+    return collection
+
+
 def create_granule_collection(
     product: str,
     *,
@@ -178,12 +301,15 @@ def create_granule_collection(
     start: datetime,
     end: datetime | None,
 ) -> pystac.Collection:
-    """The collection of raw granules of one product, id ``s5p-l2-{product}`` (e.g. ``s5p-l2-no2``).
+    """The collection of raw granules of one product, id :func:`granule_collection_id` (``s5p-l2-no2``,
+    ``oco2-l2-xco2``).
 
     ``extent_bbox`` is [west, south, east, north] (west > east across the antimeridian); ``end`` None for
     an open-ended collection.
     """
     spec = get_product(product)
+    if spec.family != "s5p":
+        return _sounding_collection(spec, extent_bbox=extent_bbox, start=start, end=end)
     asset_title = ASSET_TITLES.get(spec.name, spec.product_type)
     collection = pystac.Collection(
         id=f"s5p-l2-{spec.name}",
@@ -374,3 +500,20 @@ def footprint_geometry(
     west, east = _circular_lon_extent(parts)
     bbox = [round(float(v), ndigits) for v in (west, south, east, north)]
     return geometry, bbox
+
+
+def footprints_geometry(
+    swaths: Sequence[tuple[npt.ArrayLike, npt.ArrayLike]], *, ndigits: int = 6
+) -> tuple[dict[str, Any], list[float]]:
+    """GeoJSON footprint and bbox of several swaths (e.g. the orbits of one daily sounding file): the union
+    of each (latitude_bounds, longitude_bounds) pair's :func:`footprint_geometry`, valid at ±180."""
+    if not swaths:
+        raise InputError("no swath given: a footprint needs at least one (latitude_bounds, longitude_bounds)")
+    shapes = [shapely.geometry.shape(footprint_geometry(lat_b, lon_b)[0]) for lat_b, lon_b in swaths]
+    parts = [orient(p, sign=1.0) for p in _polygons(shapely.union_all(shapes))]
+    geom: BaseGeometry = parts[0] if len(parts) == 1 else MultiPolygon(parts)
+    geometry = _round_coords(json.loads(shapely.to_geojson(geom)), ndigits)
+    west, east = _circular_lon_extent(parts)
+    south = min(p.bounds[1] for p in parts)
+    north = max(p.bounds[3] for p in parts)
+    return geometry, [round(float(v), ndigits) for v in (west, south, east, north)]

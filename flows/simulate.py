@@ -1,4 +1,5 @@
-"""Flow: write a simulated Sentinel-5P archive (granules + static STAC catalog) from a truth table."""
+"""Flow: write a simulated archive (granules of one product in its real format + static STAC catalog) from a
+truth table."""
 
 from __future__ import annotations
 
@@ -23,9 +24,15 @@ def simulate_day_task(
     truth_rows: list[dict[str, Any]],
     bounds: tuple[float, float, float, float],
     seed: int,
+    product: str = "no2",
 ) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = simulate_day(
-        archive, day, pd.DataFrame(truth_rows, columns=list(COLUMNS)), bounds=bounds, seed=seed
+        archive,
+        day,
+        pd.DataFrame(truth_rows, columns=list(COLUMNS)),
+        bounds=bounds,
+        seed=seed,
+        product=product,
     )
     return items
 
@@ -40,15 +47,19 @@ def simulate_archive(
     bbox: tuple[float, float, float, float],
     truth: str | None = None,
     seed: int = 0,
+    product: str = "no2",
 ) -> dict[str, Any]:
-    """Simulate the granules of ``start``…``end`` over ``bbox`` into ``archive`` (a local directory)."""
+    """Simulate ``product``'s granules of ``start``…``end`` over ``bbox`` into ``archive`` (a local directory;
+    products already there stay in its catalog)."""
     table = load_truth(truth, start=start, end=end, bounds=bbox)
     days = pd.date_range(start, end, freq="D").date
-    futures = [simulate_day_task.submit(archive, day, _rows_of(table, day), bbox, seed) for day in days]
+    futures = [
+        simulate_day_task.submit(archive, day, _rows_of(table, day), bbox, seed, product) for day in days
+    ]
     items = [item for f in completed(futures, "simulating days") for item in f.result()]
     items.sort(key=lambda i: i["id"])
     catalog = write_archive_catalog(archive, items)
-    return {"catalog": catalog, "granules": len(items), "days": len(days)}
+    return {"catalog": catalog, "product": product, "granules": len(items), "days": len(days)}
 
 
 def _rows_of(table: pd.DataFrame, day: dt.date) -> list[dict[str, Any]]:

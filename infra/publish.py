@@ -27,6 +27,7 @@ from catalog.intake import (
     write_intake_catalog,
 )
 from catalog.items import create_granule_collection, create_granule_item
+from catalog.items import granule_collection_id as items_granule_collection_id
 from catalog.store import CatalogStore
 from catalog.tables import EMISSIONS_COLLECTION
 from infra.cubes import committed_days, cube_key, monthly_key, monthly_spec, quicklook_days, quicklook_key
@@ -44,7 +45,8 @@ def catalog_store(lake: Lake) -> CatalogStore:
 
 
 def granule_collection_id(product: str) -> str:
-    return f"s5p-l2-{product}"
+    """``s5p-l2-no2``, ``oco2-l2-xco2``, ...: the one home is :func:`catalog.items.granule_collection_id`."""
+    return items_granule_collection_id(product)
 
 
 def _rel_from_item(key: str) -> str:
@@ -100,7 +102,7 @@ def _with_upstream_link(item: pystac.Item, source_href: str | None) -> pystac.It
         link = pystac.Link(
             "derived_from",
             redact_url(source_href),
-            media_type="application/x-netcdf",
+            media_type=item.assets[next(iter(item.assets))].media_type if item.assets else None,
             title="upstream granule",
         )
         item.add_link(link)

@@ -240,13 +240,14 @@ def _parse_other(base: str, text: str) -> GranuleName | None:
 
 
 def parse_granule_name(name_or_path: str | os.PathLike[str]) -> GranuleName:
-    """Parse a granule file name, path or URL of any family (S5P: a trailing ``.nc`` is optional and a bare
-    id is accepted; OCO/ACOS, NIES and TanSat names need their extension)."""
+    """Parse a granule file name, path or URL of any family; the extension is optional (a bare id, i.e. the
+    file stem, is accepted: ledger rows and STAC items keep ids)."""
     text = os.fspath(name_or_path)
     base = PurePath(text.split("?", 1)[0].rstrip("/")).name
-    other = _parse_other(base, text)
-    if other is not None:
-        return other
+    for candidate in (base, f"{base}.nc4", f"{base}.h5", f"{base}.nc"):  # a bare id (file stem) is accepted
+        other = _parse_other(candidate, text)
+        if other is not None:
+            return other
     if not base.endswith(".nc"):
         base += ".nc"
     match = GRANULE_PATTERN.fullmatch(base)

@@ -1,4 +1,5 @@
-"""The simulator's observation model: what TROPOMI would report for a known column field.
+"""The simulator's observation models: what TROPOMI would report for a known column field, and what the XCO2
+sounders (OCO-2, OCO-3, GOSAT, TanSat) would report for a known XCO2 field.
 
 Given a true tropospheric NO2 field on a grid (mol m-2, dims (lat, lon)) and a swath, each pixel reports the
 field at its centre plus Gaussian noise of the stated precision; a smooth daily cloud field lowers ``qa_value``
@@ -8,12 +9,13 @@ failures (fill values). Deterministic for a given seed.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
 
 from transforms.grid import GridSpec
-from transforms.swath import Swath
+from transforms.swath import OrbitModel, Swath
 
 
 @dataclass(frozen=True)
@@ -86,3 +88,134 @@ def observe(
     precision[failed] = np.nan
     qa[failed] = 0.0
     return PixelValues(value=value, precision=precision, qa_value=qa)
+
+
+# ---------------------------------------------------------------------------------------------- XCO2
+
+XCO2_BACKGROUND_PPM = 410.0
+XCO2_PPM_PER_NO2_MOL_M2 = 2.0e4
+"""Illustrative: an NO2 enhancement of 1e-4 mol m-2 (a large city) comes with ~2 ppm of XCO2. The XCO2
+truth is ``XCO2_BACKGROUND_PPM + XCO2_PPM_PER_NO2_MOL_M2 × (NO2 − background)``, an OSSE stand-in, not a
+transport model."""
+
+
+@dataclass(frozen=True)
+class XCO2Model:
+    """Noise, cloud and failure statistics of a simulated XCO2 retrieval (ppm)."""
+
+    precision: float = 0.5  # 1σ per sounding
+    cloud_fraction: float = 0.3  # share of the scene flagged bad (xco2_quality_flag = 1)
+    failure_fraction: float = 0.02  # share of soundings with a missing value
+    cloud_scale_deg: float = 1.5
+
+
+XCO2_MODELS: dict[str, XCO2Model] = {
+    "oco2-xco2": XCO2Model(precision=0.5),
+    "oco3-xco2": XCO2Model(precision=0.6),
+    "acos-xco2": XCO2Model(precision=1.5),
+    "gosat-xco2": XCO2Model(precision=2.0),
+    "tansat-xco2": XCO2Model(precision=1.5),
+}
+"""Per-product precisions, of the order the products' documents give (OCO-2 ~0.5 ppm, GOSAT ~2 ppm)."""
+
+SOUNDING_ORBITS: dict[str, OrbitModel] = {
+    # sun-synchronous, 13:36 node, 8 footprints over ~10 km, 3 frames a second (~2.25 km along track)
+    "oco2-xco2": OrbitModel(
+        inclination=98.2,
+        period_s=98.8 * 60,
+        node_local_time_h=13.6,
+        swath_km=10.3,
+        ground_pixels=8,
+        scanline_km=2.25,
+        ref_orbit=34000,
+        ref_orbit_start=dt.datetime(2020, 12, 1, 0, 20, tzinfo=dt.UTC),
+    ),
+    # ISS: 51.6° inclination (precessing node modelled as a fixed local time: an OSSE simplification)
+    "oco3-xco2": OrbitModel(
+        inclination=51.6,
+        period_s=92.9 * 60,
+        node_local_time_h=12.0,
+        swath_km=13.0,
+        ground_pixels=8,
+        scanline_km=2.2,
+        ref_orbit=8000,
+        ref_orbit_start=dt.datetime(2020, 12, 1, 0, 5, tzinfo=dt.UTC),
+    ),
+    # GOSAT: 13:00 node, 3 cross-track points ~263 km apart, ~283 km along track, 10.5 km footprints
+    "acos-xco2": OrbitModel(
+        inclination=98.06,
+        period_s=100.0 * 60,
+        node_local_time_h=13.0,
+        swath_km=790.0,
+        ground_pixels=3,
+        scanline_km=283.0,
+        ref_orbit=60000,
+        ref_orbit_start=dt.datetime(2020, 12, 1, 0, 40, tzinfo=dt.UTC),
+    ),
+    "gosat-xco2": OrbitModel(
+        inclination=98.06,
+        period_s=100.0 * 60,
+        node_local_time_h=13.0,
+        swath_km=790.0,
+        ground_pixels=3,
+        scanline_km=283.0,
+        ref_orbit=60000,
+        ref_orbit_start=dt.datetime(2020, 12, 1, 0, 40, tzinfo=dt.UTC),
+    ),
+    # TanSat: 9 footprints of 2 × 2 km over ~18 km
+    "tansat-xco2": OrbitModel(
+        inclination=98.2,
+        period_s=98.8 * 60,
+        node_local_time_h=13.5,
+        swath_km=18.0,
+        ground_pixels=9,
+        scanline_km=2.0,
+        ref_orbit=3000,
+        ref_orbit_start=dt.datetime(2017, 3, 1, 0, 30, tzinfo=dt.UTC),
+    ),
+}
+"""Sounding geometry of each XCO2 product for the simulator (the S5P swath model with narrow swaths)."""
+
+
+@dataclass(frozen=True)
+class SoundingValues:
+    """Simulated soundings, dims (sounding,): xco2 and uncertainty in ppm (NaN = missing), flag 0 good / 1 bad."""
+
+    xco2: np.ndarray
+    uncertainty: np.ndarray
+    flag: np.ndarray
+
+
+def xco2_field(no2_field: np.ndarray, *, no2_background: float) -> np.ndarray:
+    """The XCO2 truth (ppm, dims as ``no2_field``) from the NO2 truth (mol m-2); see XCO2_PPM_PER_NO2_MOL_M2."""
+    return XCO2_BACKGROUND_PPM + XCO2_PPM_PER_NO2_MOL_M2 * np.maximum(no2_field - no2_background, 0.0)
+
+
+def observe_soundings(
+    field: np.ndarray,
+    grid: GridSpec,
+    latitude: np.ndarray,
+    longitude: np.ndarray,
+    *,
+    clouds: np.ndarray,
+    model: XCO2Model,
+    rng: np.random.Generator,
+) -> SoundingValues:
+    """Sample the XCO2 ``field`` (ppm, dims (lat, lon) on ``grid``) at sounding centres (1-D, degrees): noise of
+    the model's precision, ``xco2_quality_flag`` 1 under clouds (twice the noise), missing values for failures.
+    Soundings outside ``grid`` see the background."""
+    idx = grid.cell_index(latitude, longitude)
+    inside = idx >= 0
+    truth = np.full(latitude.shape, XCO2_BACKGROUND_PPM)
+    truth[inside] = field.reshape(-1)[idx[inside]]
+    cloud = np.zeros(latitude.shape)
+    cloud[inside] = clouds.reshape(-1)[idx[inside]]
+    threshold = np.quantile(clouds, 1.0 - model.cloud_fraction) if model.cloud_fraction > 0 else np.inf
+    cloudy = cloud > threshold
+    uncertainty = np.full(latitude.shape, model.precision) * np.where(cloudy, 2.0, 1.0)
+    xco2 = truth + rng.normal(0.0, 1.0, size=latitude.shape) * uncertainty
+    failed = rng.random(latitude.shape) < model.failure_fraction
+    xco2[failed] = np.nan
+    uncertainty[failed] = np.nan
+    flag = np.where(cloudy | failed, 1, 0).astype(np.int8)
+    return SoundingValues(xco2=xco2, uncertainty=uncertainty, flag=flag)

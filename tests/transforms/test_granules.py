@@ -198,6 +198,7 @@ def test_parses_every_family(filename: str, product: str, family: str, day: date
     g = parse_granule_name(f"https://example.org/data/{filename}?token=x")
     assert (g.product, g.family, g.processor_version) == (product, family, version)
     assert g.filename == filename and g.id == filename.rsplit(".", 1)[0]
+    assert parse_granule_name(g.id) == g  # ledger rows and items keep the bare id
     assert g.start == datetime(day.year, day.month, day.day, tzinfo=UTC)
     assert g.end - g.start == timedelta(days=1)
     assert get_product(g.product).family == family
