@@ -11,6 +11,7 @@ import pystac
 from pystac.extensions.datacube import DatacubeExtension
 
 from transforms.cube import CubeSpec
+from transforms.products import get_product
 
 DATACUBE_SCHEMA = DatacubeExtension.get_schema_uri()
 XARRAY_SCHEMA = "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json"
@@ -19,7 +20,14 @@ OPEN_KWARGS = {"engine": "zarr", "consolidated": True, "chunks": {}, "zarr_forma
 
 
 def cube_collection_id(spec: CubeSpec) -> str:
-    return f"s5p-{spec.product}-l3-{spec.period}-{spec.grid.grid_id}"
+    return f"{get_product(spec.product).dataset}-l3-{spec.period}-{spec.grid.grid_id}"
+
+
+def _mission_keywords(product: str) -> list[str]:
+    p = get_product(product)
+    if p.family == "s5p":
+        return ["Sentinel-5P", "TROPOMI", p.name.upper()]
+    return [p.platform, p.instrument, "XCO2"]
 
 
 def cube_day_item_id(spec: CubeSpec, day: dt.date) -> str:
@@ -104,8 +112,8 @@ def create_cube_collection(
         title=spec.title,
         description=(
             f"{spec.period.capitalize()} L3 {spec.long_name} on a {spec.grid.resolution}° grid "
-            f"({spec.grid.grid_id}), binned from "
-            "Sentinel-5P TROPOMI L2 granules after fill and QA masking; mean, 1-sigma uncertainty and pixel count."
+            f"({spec.grid.grid_id}), binned from {spec.source.split(';')[0]} after fill and QA masking; mean, "
+            "1-sigma uncertainty and pixel count."
         ),
         extent=pystac.Extent(
             pystac.SpatialExtent([bbox]),
@@ -114,7 +122,7 @@ def create_cube_collection(
             ),
         ),
         license="other",
-        keywords=["Sentinel-5P", "TROPOMI", spec.product.upper(), "L3", "Zarr"],
+        keywords=[*_mission_keywords(spec.product), "L3", "Zarr"],
         providers=[
             pystac.Provider(
                 "ESA / Copernicus", roles=[pystac.ProviderRole.PRODUCER, pystac.ProviderRole.LICENSOR]

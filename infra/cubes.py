@@ -46,26 +46,33 @@ def cube_spec(
     how = {"centre": "pixel-centre binning", "footprint": "area-weighted footprint binning"}[method]
     weights = {"plain": "plain weights", "inverse_variance": "inverse-variance weights"}[weighting]
     p = get_product(product)
+    mission = "Sentinel-5P TROPOMI" if p.family == "s5p" else f"{p.platform} {p.instrument}"
+    variable = p.name.upper() if p.family == "s5p" else "XCO2"
     return CubeSpec(
         product=p.name,
         grid=grid,
-        origin=MISSION_START[p.name],
+        origin=MISSION_START.get(p.name, p.mission_start),
         units=p.units,
         standard_name=p.standard_name,
         long_name=p.long_name.lower(),
-        title=f"Sentinel-5P TROPOMI {p.name.upper()} daily L3, {grid.resolution}° ({grid.grid_id})",
-        source=f"Sentinel-5P TROPOMI L2 {p.product_type} granules; {how}, {weights}",
+        title=f"{mission} {variable} daily L3, {grid.resolution}° ({grid.grid_id})",
+        source=f"{mission} L2 {p.product_type} granules; {how}, {weights}",
     )
+
+
+def _dataset(spec: CubeSpec) -> str:
+    """The product's key prefix: ``s5p-no2``, ``oco2-xco2`` (:attr:`transforms.products.ProductSpec.dataset`)."""
+    return get_product(spec.product).dataset
 
 
 def cube_key(spec: CubeSpec) -> str:
     """``cubes/s5p-<product>/<grid_id>.zarr``."""
-    return f"cubes/s5p-{spec.product}/{spec.grid.grid_id}.zarr"
+    return f"cubes/{_dataset(spec)}/{spec.grid.grid_id}.zarr"
 
 
 def staging_key(spec: CubeSpec) -> str:
     """Where days are staged before they are published into the cube (beside it, not inside it)."""
-    return f"cubes/s5p-{spec.product}/.staging/{spec.grid.grid_id}"
+    return f"cubes/{_dataset(spec)}/.staging/{spec.grid.grid_id}"
 
 
 def monthly_spec(spec: CubeSpec) -> CubeSpec:
@@ -82,7 +89,7 @@ def monthly_spec(spec: CubeSpec) -> CubeSpec:
 def monthly_key(spec: CubeSpec) -> str:
     """``cubes/s5p-<product>/monthly/<grid_id>.zarr`` (``spec``: the daily cube; a sub-folder, so the daily
     stores stay the only ``*.zarr`` beside each other)."""
-    return f"cubes/s5p-{spec.product}/monthly/{spec.grid.grid_id}.zarr"
+    return f"cubes/{_dataset(spec)}/monthly/{spec.grid.grid_id}.zarr"
 
 
 def update_monthly(lake: Lake, spec: CubeSpec, days: list[dt.date]) -> list[dt.date]:
@@ -93,7 +100,7 @@ def update_monthly(lake: Lake, spec: CubeSpec, days: list[dt.date]) -> list[dt.d
         return []
     mspec = monthly_spec(spec)
     store = zarr_store(lake, monthly_key(spec))
-    staging = zarr_store(lake, f"cubes/s5p-{spec.product}/.staging-monthly/{spec.grid.grid_id}")
+    staging = zarr_store(lake, f"cubes/{_dataset(spec)}/.staging-monthly/{spec.grid.grid_id}")
     ensure_cube(store, mspec, until=months[-1])
     committed = set(pd.to_datetime(committed_days(lake, spec)["day"]).dt.date)
     daily = open_lake_cube(lake, spec)
@@ -110,7 +117,7 @@ def update_monthly(lake: Lake, spec: CubeSpec, days: list[dt.date]) -> list[dt.d
 
 def quicklook_key(spec: CubeSpec, day: dt.date) -> str:
     """``quicklooks/s5p-<product>/<grid_id>/<YYYY-MM-DD>.png``: the day's PNG map, beside the cubes."""
-    return f"quicklooks/s5p-{spec.product}/{spec.grid.grid_id}/{day.isoformat()}.png"
+    return f"quicklooks/{_dataset(spec)}/{spec.grid.grid_id}/{day.isoformat()}.png"
 
 
 def quicklook_days(lake: Lake, spec: CubeSpec) -> set[dt.date]:
@@ -123,7 +130,7 @@ def quicklook_days(lake: Lake, spec: CubeSpec) -> set[dt.date]:
 
 
 def cube_id(spec: CubeSpec) -> str:
-    return f"s5p-{spec.product}/{spec.grid.grid_id}"
+    return f"{_dataset(spec)}/{spec.grid.grid_id}"
 
 
 def granules_for_day(ledger: pd.DataFrame, product: str, day: dt.date) -> pd.DataFrame:
@@ -190,7 +197,9 @@ def write_quicklook(lake: Lake, spec: CubeSpec, day: dt.date, fields: Any, *, co
     png = render_quicklook(
         fields["mean"],
         grid=spec.grid,
-        title=f"S5P TROPOMI {spec.product.upper()} {spec.long_name}",
+        title=f"S5P TROPOMI {spec.product.upper()} {spec.long_name}"
+        if get_product(spec.product).family == "s5p"
+        else f"{spec.title.split(' daily L3')[0]} {spec.long_name}",
         units=spec.units,
         day=day,
         coverage=coverage,
