@@ -1,28 +1,46 @@
-"""All upstream HTTP in one place: streamed GETs with retries and backoff.
+"""All upstream HTTP in one place: streamed, resumable GETs with retries and backoff.
 
 Retried: timeouts, connection resets or bodies cut short, HTTP 5xx and 429 (waiting ``Retry-After`` when the
 server sends it, else exponential backoff). Not retried: 401/403 (a credential is wrong or expired: the error
 says which setting to fix) and other 4xx. A body shorter than its ``Content-Length`` is a failed attempt.
+
+A cut body is resumed, not restarted: the next attempt asks for ``Range: bytes=<received>-`` with
+``If-Range: <ETag or Last-Modified>`` and continues only on a ``206`` whose ``Content-Range`` starts where
+the received bytes end and whose total is the same; anything else (a ``200`` because the file changed
+upstream or the server ignores ranges, a ``416``) restarts from byte 0 through the sink's ``restart()``.
+The SHA-256 is computed incrementally over the bytes written, so it always covers the whole file.
 """
 
 from __future__ import annotations
 
 import email.utils
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO
+from typing import Protocol
 
 import requests
 
 from infra.sources import redact_url
 from transforms.errors import EolakeError, SourceError
 
+CHUNK = 2**20
+"""Bytes read from the socket at a time: at most this much is read again after a cut."""
+
 
 class UpstreamAuthError(EolakeError, PermissionError):
     """The upstream refused our credentials (HTTP 401/403). Not retried."""
+
+
+class Sink(Protocol):
+    """Where downloaded bytes go, in order. ``restart()`` drops everything written so far."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def restart(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -31,6 +49,18 @@ class RetryPolicy:
     backoff_s: float = 0.5  # first wait; doubles each attempt
     max_wait_s: float = 60.0
     timeout_s: float = 60.0  # connect and read timeout of one attempt
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    size: int  # bytes of the whole file
+    sha256: str  # hex digest of the whole file
+    received: int  # bytes received over all attempts (≥ size when attempts were cut)
+    resumed: int  # attempts that continued a cut body with a range request
+    restarted: int  # times the file started over from byte 0 after bytes had arrived
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 def _retry_after(resp: requests.Response) -> float | None:
@@ -43,23 +73,93 @@ def _retry_after(resp: requests.Response) -> float | None:
     return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
+def _validator(resp: requests.Response) -> str | None:
+    """What ``If-Range`` may carry for this response: a strong ETag, else Last-Modified."""
+    etag = resp.headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return resp.headers.get("Last-Modified")
+
+
+@dataclass
+class _Progress:
+    """The state of one download across attempts."""
+
+    sink: Sink
+    size: int = 0
+    total: int | None = None  # the whole file's length, when the server said it
+    validator: str | None = None
+    received: int = 0
+    resumed: int = 0
+    restarted: int = 0
+
+    def __post_init__(self) -> None:
+        self.digest = hashlib.sha256()
+
+    def start_over(self) -> None:
+        if self.size:
+            self.sink.restart()
+            self.restarted += 1
+        self.size, self.digest = 0, hashlib.sha256()
+
+    def write(self, block: bytes) -> None:
+        self.sink.write(block)
+        self.digest.update(block)
+        self.size += len(block)
+        self.received += len(block)
+
+    def range_headers(self) -> dict[str, str]:
+        if not self.size:
+            return {}
+        h = {"Range": f"bytes={self.size}-"}
+        if self.validator:
+            h["If-Range"] = self.validator
+        return h
+
+    def accept(self, resp: requests.Response) -> bool:
+        """Position the download for ``resp``'s body; False when the body cannot be used (retry at once)."""
+        if resp.status_code == 206 and self.size:
+            m = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
+            same_total = m is not None and (self.total is None or m.group(3) in ("*", str(self.total)))
+            if m is None or int(m.group(1)) != self.size or not same_total:
+                self.start_over()  # a range we did not ask for: start over with a plain GET
+                return False
+            etag = resp.headers.get("ETag")
+            if etag and self.validator and self.validator.startswith('"') and etag != self.validator:
+                self.start_over()
+                return False
+            self.resumed += 1
+            return True
+        if resp.status_code == 416:
+            self.start_over()
+            return False
+        self.start_over()  # 200: the whole file from byte 0 (no range support, or it changed upstream)
+        length = resp.headers.get("Content-Length")
+        self.total = int(length) if length is not None else None
+        self.validator = _validator(resp)
+        return True
+
+
 def download(
     url: str,
-    open_sink: Callable[[], AbstractContextManager[IO[bytes]]],
+    sink: Sink,
     *,
     credential_hint: str = "the source's credentials",
     headers: dict[str, str] | None = None,
     policy: RetryPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> tuple[int, str]:
-    """Stream ``url`` into a sink from ``open_sink()`` (opened afresh, i.e. overwritten, by each attempt).
-    Returns the byte count and SHA-256 hex digest of the attempt that succeeded."""
+) -> Downloaded:
+    """Stream ``url`` into ``sink``, resuming cut bodies where the server allows it (see module doc).
+    Returns the whole file's size and SHA-256 and what the transfer cost."""
     policy = policy or RetryPolicy()
+    p = _Progress(sink)
     last = ""
     for attempt in range(1, policy.attempts + 1):
         wait = min(policy.max_wait_s, policy.backoff_s * 2 ** (attempt - 1))
         try:
-            with _get(url, headers=headers, timeout=policy.timeout_s) as resp:
+            with _get(
+                url, headers={**(headers or {}), **p.range_headers()}, timeout=policy.timeout_s
+            ) as resp:
                 if resp.status_code in (401, 403):
                     raise UpstreamAuthError(
                         f"{redact_url(url)} refused access (HTTP {resp.status_code}): check {credential_hint}"
@@ -67,25 +167,26 @@ def download(
                 if resp.status_code == 429 or resp.status_code >= 500:
                     last = f"HTTP {resp.status_code}"
                     wait = min(policy.max_wait_s, _retry_after(resp) or wait)
-                elif resp.status_code >= 400:
+                elif resp.status_code >= 400 and resp.status_code != 416:
                     raise SourceError(f"{redact_url(url)}: HTTP {resp.status_code} {resp.reason}")
+                elif not p.accept(resp):
+                    last, wait = f"unusable answer to a range request (HTTP {resp.status_code})", 0.0
                 else:
-                    expected = resp.headers.get("Content-Length")
-                    digest = hashlib.sha256()
-                    size = 0
-                    with open_sink() as sink:
-                        for block in resp.iter_content(chunk_size=8 * 2**20):
-                            sink.write(block)
-                            digest.update(block)
-                            size += len(block)
-                    if expected is None or size == int(expected):
-                        return size, digest.hexdigest()
-                    last = f"body cut at {size} of {expected} bytes"
+                    for block in resp.iter_content(chunk_size=CHUNK):
+                        p.write(block)
+                    if p.total is None or p.size == p.total:
+                        return Downloaded(p.size, p.digest.hexdigest(), p.received, p.resumed, p.restarted)
+                    last = f"body cut at {p.size} of {p.total} bytes"
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            last = f"{type(exc).__name__}: {exc}"
+            last = f"{type(exc).__name__}: {_redact_text(str(exc))} (at byte {p.size})"
         if attempt < policy.attempts:
             sleep(wait)
     raise SourceError(f"download of {redact_url(url)} failed after {policy.attempts} attempts (last: {last})")
+
+
+def _redact_text(message: str) -> str:
+    """``message`` without URL query strings (requests quotes the signed URL in its errors)."""
+    return re.sub(r"\?[^\s'\")]+", "", message)
 
 
 @contextmanager

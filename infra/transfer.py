@@ -1,36 +1,51 @@
 """Copy a granule byte-identically from upstream into the lake, verifying it before it becomes visible.
 
-Bytes stream (8 MiB blocks) into ``raw/.partial/`` while their SHA-256 is computed; the size and checksum are
-compared with what upstream published, the file is opened with the product reader, and only then is it moved
-under its final key. A file that fails goes to ``quarantine/`` instead, so a partial or corrupt object is never
-visible under a ``raw/`` key.
+Bytes stream once, straight to where they will stay, while their SHA-256 is computed (cut bodies resume with
+range requests, see :mod:`infra.http`):
+
+- on a local lake into ``raw/.partial/<uuid>-<file>``, fsynced and renamed (``os.replace``) onto the final key;
+- on S3 into the final key as a multipart upload (parts of ``part_size`` bytes go up as they fill), which the
+  store makes visible only when it is completed.
+
+Size and checksum are compared with what upstream published *before* the rename or the completion; on a
+mismatch or any failure the temporary file is deleted or the multipart upload aborted, so a partial or
+corrupt object never appears under a ``raw/`` key (nor anywhere else). A file whose bytes verify but that the
+product reader cannot open is moved to ``quarantine/``: on a local lake before it reaches its final key; on S3
+just after completion (the ledger never lists it as harvested).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import posixpath
 import uuid
 from dataclasses import dataclass
+from typing import IO, Any
 
 import fsspec
 
-from infra.http import UpstreamAuthError, download
+from infra.http import RetryPolicy, UpstreamAuthError, download
 from infra.sources import redact_url
 from infra.storage import Lake
 from transforms.errors import GranuleReadError, SourceError
 from transforms.s5p import open_observations
 
 BLOCK = 8 * 2**20
+"""Read size when copying from a file system or object store."""
+PART_SIZE = 16 * 2**20
+"""S3 multipart part size (S3's minimum is 5 MiB); one part is held in memory per transfer."""
 
 
 @dataclass(frozen=True)
 class TransferResult:
-    key: str  # where the bytes now are (raw/... or quarantine/...)
+    key: str | None  # where the bytes now are (raw/... or quarantine/...); None when they were discarded
     size: int
     sha256: str
     ok: bool
     reason: str | None = None
+    received: int = 0  # bytes that came over the network, all attempts together
 
 
 def raw_key(product: str, granule_filename: str, day: str) -> str:
@@ -39,9 +54,71 @@ def raw_key(product: str, granule_filename: str, day: str) -> str:
     return posixpath.join("raw", "s5p", product, y, m, d, granule_filename)
 
 
-def _move(lake: Lake, src: str, dst: str) -> None:
-    lake.fs.makedirs(posixpath.dirname(dst), exist_ok=True)
-    lake.fs.mv(src, dst)
+class _LocalTarget:
+    """A temporary file next to the lake's raw zone, renamed onto the final path on commit."""
+
+    def __init__(self, lake: Lake, path: str) -> None:
+        self.path = path
+        self.tmp = lake.path("raw", ".partial", f"{uuid.uuid4().hex}-{posixpath.basename(path)}")
+        os.makedirs(posixpath.dirname(self.tmp), exist_ok=True)
+        self.file: IO[bytes] = open(self.tmp, "wb")  # noqa: SIM115 - closed by commit/abort
+
+    def write(self, data: bytes, /) -> object:
+        return self.file.write(data)
+
+    def restart(self) -> None:
+        self.file.seek(0)
+        self.file.truncate()
+
+    def readable_copy(self) -> str:
+        self.file.flush()
+        return self.tmp
+
+    def commit(self, dest: str | None = None) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        dest = dest or self.path
+        os.makedirs(posixpath.dirname(dest), exist_ok=True)
+        os.replace(self.tmp, dest)
+
+    def abort(self) -> None:
+        self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.tmp)
+
+
+class _S3Target:
+    """A multipart upload to the final key: invisible until completed, aborted on failure."""
+
+    def __init__(self, lake: Lake, path: str, part_size: int) -> None:
+        self.fs, self.path, self.part_size = lake.fs, path, part_size
+        self.file: Any = self._open()
+
+    def _open(self) -> Any:
+        return self.fs.open(self.path, "wb", block_size=self.part_size)
+
+    def write(self, data: bytes, /) -> object:
+        return self.file.write(data)
+
+    def restart(self) -> None:
+        self.abort()
+        self.file = self._open()
+
+    def readable_copy(self) -> None:
+        return None  # not readable before completion
+
+    def commit(self) -> None:
+        self.file.close()  # uploads the last part and completes the upload (or one PUT when small)
+
+    def abort(self) -> None:
+        """Abort the upload; never ``close()`` (that would complete it with the parts sent so far)."""
+        if self.file.closed:
+            return
+        try:
+            self.file.discard()
+        finally:
+            self.file.closed = True  # so that garbage collection does not close (= commit) it
 
 
 def fetch_granule(
@@ -52,64 +129,84 @@ def fetch_granule(
     product: str,
     expected_size: int | None = None,
     expected_sha256: str | None = None,
+    part_size: int = PART_SIZE,
+    policy: RetryPolicy | None = None,
     headers: dict[str, str] | None = None,
     credential_hint: str = "the source's credentials",
 ) -> TransferResult:
-    """Stream ``href`` into the lake at ``key``; verify; quarantine on failure. Raises SourceError only when
-    the source cannot be read at all (the caller decides whether to retry)."""
-    partial = lake.path("raw", ".partial", f"{uuid.uuid4().hex}-{posixpath.basename(key)}")
+    """Stream ``href`` into the lake at ``key``; verify; discard or quarantine on failure (see module doc).
+    Raises SourceError only when the source cannot be read at all (the caller decides whether to retry)."""
+    final = lake.path(key)
+    target: _LocalTarget | _S3Target = (
+        _LocalTarget(lake, final) if lake.protocol == "file" else _S3Target(lake, final, part_size)
+    )
     try:
         if href.startswith(("http://", "https://")):
-            size, sha = download(
-                href, lambda: lake.fs.open(partial, "wb"), headers=headers, credential_hint=credential_hint
-            )
+            got = download(href, target, policy=policy, headers=headers, credential_hint=credential_hint)
+            size, sha, received = got.size, got.sha256, got.received
         else:
-            size, sha = _copy(href, lake, partial)
-    except FileNotFoundError as exc:
-        _discard(lake, partial)
-        raise SourceError(f"upstream file {redact_url(href)} is missing") from exc
-    except (SourceError, UpstreamAuthError):
-        _discard(lake, partial)
-        raise
-    except Exception as exc:
-        _discard(lake, partial)
+            size, sha = _copy(href, target)
+            received = size
+        reason = _mismatch(size, sha, expected_size, expected_sha256)
+        if reason is None and (copy := target.readable_copy()) is not None:
+            reason = _unreadable(lake, copy, product)
+            if reason is not None:
+                assert isinstance(target, _LocalTarget)
+                qkey = _quarantine_key(key)
+                target.commit(lake.path(qkey))
+                return TransferResult(qkey, size, sha, False, reason, received)
+        if reason is not None:
+            target.abort()
+            return TransferResult(None, size, sha, False, reason, received)
+        target.commit()
+    except BaseException as exc:
+        _abort_quietly(target)
+        if isinstance(exc, FileNotFoundError):
+            raise SourceError(f"upstream file {redact_url(href)} is missing") from exc
+        if isinstance(exc, (SourceError, UpstreamAuthError)) or not isinstance(exc, Exception):
+            raise
         raise SourceError(f"download of {redact_url(href)} failed: {type(exc).__name__}: {exc}") from exc
+    if isinstance(target, _S3Target) and (reason := _unreadable(lake, final, product)) is not None:
+        qkey = _quarantine_key(key)
+        lake.fs.mv(final, lake.path(qkey))
+        return TransferResult(qkey, size, sha, False, reason, received)
+    return TransferResult(key, size, sha, True, None, received)
 
-    reason = None
+
+def _mismatch(size: int, sha: str, expected_size: int | None, expected_sha256: str | None) -> str | None:
     if expected_size is not None and size != expected_size:
-        reason = f"size mismatch: got {size} bytes, upstream says {expected_size} (truncated download?)"
-    elif expected_sha256 is not None and sha != expected_sha256:
-        reason = f"checksum mismatch: sha256 {sha} != upstream {expected_sha256}"
-    else:
-        try:
-            with lake.fs.open(partial, "rb") as f:
-                obs = open_observations(f, product=product)
-                obs.close()
-        except GranuleReadError as exc:
-            reason = f"unreadable: {exc}"
-    if reason is None:
-        _move(lake, partial, lake.path(key))
-        return TransferResult(key, size, sha, True)
-    qkey = posixpath.join("quarantine", posixpath.basename(key))
-    _move(lake, partial, lake.path(qkey))
-    return TransferResult(qkey, size, sha, False, reason)
+        return f"size mismatch: got {size} bytes, upstream says {expected_size} (truncated download?)"
+    if expected_sha256 is not None and sha != expected_sha256:
+        return f"checksum mismatch: sha256 {sha} != upstream {expected_sha256}"
+    return None
 
 
-def _copy(href: str, lake: Lake, partial: str) -> tuple[int, str]:
-    """Stream a file-system or object-store ``href`` (anything fsspec opens) into ``partial``."""
+def _unreadable(lake: Lake, path: str, product: str) -> str | None:
+    try:
+        with lake.fs.open(path, "rb") as f:
+            open_observations(f, product=product).close()
+    except GranuleReadError as exc:
+        return f"unreadable: {exc}"
+    return None
+
+
+def _quarantine_key(key: str) -> str:
+    return posixpath.join("quarantine", posixpath.basename(key))
+
+
+def _abort_quietly(target: _LocalTarget | _S3Target) -> None:
+    # the original error is what matters; an upload left behind is reclaimed by the bucket's lifecycle rule
+    with contextlib.suppress(Exception):
+        target.abort()
+
+
+def _copy(href: str, target: _LocalTarget | _S3Target) -> tuple[int, str]:
+    """Stream a file-system or object-store ``href`` (anything fsspec opens) into ``target``."""
     digest = hashlib.sha256()
     size = 0
-    with fsspec.open(href, "rb") as src, lake.fs.open(partial, "wb") as dst:
+    with fsspec.open(href, "rb") as src:
         while block := src.read(BLOCK):
             digest.update(block)
-            dst.write(block)
+            target.write(block)
             size += len(block)
     return size, digest.hexdigest()
-
-
-def _discard(lake: Lake, path: str) -> None:
-    try:
-        if lake.fs.exists(path):
-            lake.fs.rm(path)
-    except OSError:
-        pass

@@ -4,10 +4,13 @@ granules, over real HTTP on 127.0.0.1. It serves the items of a static catalog m
 
 from __future__ import annotations
 
+import email.utils
 import json
+import re
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,21 +52,40 @@ def _overlaps(item: dict[str, Any], lo: str | None, hi: str | None) -> bool:
     return (hi is None or start <= hi) and (lo is None or end >= lo)
 
 
+def _range_start(header: str | None, if_range: str | None, etag: str, modified: str) -> int | None:
+    """The first byte a ``Range: bytes=N-`` request asks for, or None to send the whole file (no range, a
+    form this server does not do, or an ``If-Range`` validator that no longer matches)."""
+    m = re.fullmatch(r"bytes=(\d+)-", (header or "").strip())
+    if m is None or (if_range is not None and if_range not in (etag, modified)):
+        return None
+    return int(m.group(1))
+
+
 @contextmanager
 def serve_upstream(
     catalog_json: Path,
     *,
     collection: str = "sentinel-5p-l2-netcdf",
     faults: dict[str, list[str]] | None = None,
+    ranges: bool = True,
+    served: Counter[str] | None = None,
 ) -> Iterator[str]:
     """Serve the static catalog's items as a STAC API; yields the API root URL.
 
     ``faults`` maps a granule file name to what its successive downloads do before it is served normally:
     ``"500"``/``"503"`` (server error), ``"429:N"`` (too many requests, Retry-After N s), ``"401"`` (token
-    refused), ``"cut"`` (headers promise the whole file, the connection drops half-way), ``"slow:S"`` (wait
-    S seconds first), ``"corrupt"`` (same length, bytes scrambled: passes size, fails the checksum).
+    refused), ``"cut"`` (headers promise the whole body, the connection drops half-way through it), ``"cut@N"``
+    (the same after N bytes of the body), ``"slow:S"`` (wait S seconds first), ``"corrupt"`` (same length,
+    bytes scrambled: passes size, fails the checksum).
+
+    Files are served with ``ETag``, ``Last-Modified`` and ``Accept-Ranges``, and answer ``Range: bytes=N-``
+    with ``206`` (or the whole file with ``200`` when ``If-Range`` no longer matches), like a CDN; with
+    ``ranges=False`` the server ignores ranges and sends no validators. Bytes of file bodies actually sent
+    are added to ``served`` per file name.
     """
     items, files = _load(catalog_json)
+    counts: Counter[str] = served if served is not None else Counter()
+    lock = threading.Lock()
     requests: list[str] = []
     pending = {name: list(kinds) for name, kinds in (faults or {}).items()}
 
@@ -109,37 +131,65 @@ def serve_upstream(
             elif url.path == "/search":
                 self._search(root, q, post=False)
             elif url.path.startswith("/files/") and url.path[7:] in files:
-                name = url.path[7:]
-                data = files[name].read_bytes()
-                fault = pending[name].pop(0) if pending.get(name) else "ok"
-                if fault.startswith("slow:"):
-                    time.sleep(float(fault[5:]))
-                elif fault in ("500", "503", "401"):
-                    self._json({"code": fault}, int(fault))
-                    return
-                elif fault.startswith("429:"):
-                    self.send_response(429)
-                    self.send_header("Retry-After", fault[4:])
+                self._file(url.path[7:])
+            else:
+                self._json({"code": "NotFound", "description": self.path}, 404)
+
+        def _file(self, name: str) -> None:
+            path = files[name]
+            data = path.read_bytes()
+            stat = path.stat()
+            etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+            modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
+            fault = pending[name].pop(0) if pending.get(name) else "ok"
+            if fault.startswith("slow:"):
+                time.sleep(float(fault[5:]))
+            elif fault in ("500", "503", "401"):
+                self._json({"code": fault}, int(fault))
+                return
+            elif fault.startswith("429:"):
+                self.send_response(429)
+                self.send_header("Retry-After", fault[4:])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            elif fault == "corrupt":
+                data = bytes(reversed(data))
+            total, first = len(data), 0
+            wanted = _range_start(self.headers.get("Range"), self.headers.get("If-Range"), etag, modified)
+            if ranges and wanted is not None:
+                if wanted >= total:
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{total}")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                elif fault == "cut":
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data[: len(data) // 2])
-                    self.wfile.flush()
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                elif fault == "corrupt":
-                    data = bytes(reversed(data))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-netcdf")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                first = wanted
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {first}-{total - 1}/{total}")
             else:
-                self._json({"code": "NotFound", "description": self.path}, 404)
+                self.send_response(200)
+            self.send_header("Content-Type", "application/x-netcdf")
+            self.send_header("Content-Length", str(total - first))
+            if ranges:
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("ETag", etag)
+                self.send_header("Last-Modified", modified)
+            self.end_headers()
+            body = data[first:]
+            if fault == "cut" or fault.startswith("cut@"):  # the headers promised the whole body
+                body = body[: len(body) // 2] if fault == "cut" else body[: int(fault[4:])]
+                self._send(name, body)
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self._send(name, body)
+
+        def _send(self, name: str, body: bytes) -> None:
+            for i in range(0, len(body), 2**20):
+                self.wfile.write(body[i : i + 2**20])
+                with lock:
+                    counts[name] += len(body[i : i + 2**20])
+            self.wfile.flush()
 
         def do_POST(self) -> None:
             root = f"http://127.0.0.1:{self.server.server_address[1]}"

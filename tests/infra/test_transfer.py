@@ -1,0 +1,221 @@
+"""Granule transfers over real HTTP (the fake upstream on 127.0.0.1) into a local lake and the real S3 server:
+cut bodies resume with range requests, a file changed upstream or a server without ranges starts over, and on
+S3 a failed or mismatching transfer leaves neither an object under its key nor an unfinished multipart upload."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import secrets
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from infra.archive import simulate_day, write_archive_catalog
+from infra.http import CHUNK, RetryPolicy, download
+from infra.scenario import load_truth
+from infra.services import Service
+from infra.settings import Settings
+from infra.storage import Lake, open_lake
+from infra.transfer import fetch_granule, raw_key
+from tests.fakes.upstream import serve_upstream
+from transforms.errors import SourceError
+from transforms.granules import parse_granule_name
+
+DAY = dt.date(2020, 3, 2)
+BBOX = (-10.0, 35.0, 30.0, 65.0)  # wide enough for granules of ~9 MB: larger than a 5 MiB part
+FAST = RetryPolicy(attempts=5, backoff_s=0.0)
+PART = 5 * 2**20  # S3's smallest part
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("archive")
+    items = simulate_day(str(out), DAY, load_truth(None, start=DAY, end=DAY, bounds=BBOX), bounds=BBOX)
+    write_archive_catalog(str(out), items)
+    return out
+
+
+@pytest.fixture
+def upstream(archive: Path, tmp_path: Path) -> Path:
+    """A private copy of the archive (tests rewrite its files)."""
+    copy = tmp_path / "upstream"
+    shutil.copytree(archive, copy)
+    return copy
+
+
+def _largest(archive: Path) -> Path:
+    return max(archive.rglob("*.nc"), key=lambda p: p.stat().st_size)
+
+
+def _href(api: str, name: str) -> str:
+    return f"{api}files/{name}?sig=secret"
+
+
+class FileSink:
+    def __init__(self, path: Path) -> None:
+        self.f = path.open("wb")
+
+    def write(self, data: bytes, /) -> object:
+        return self.f.write(data)
+
+    def restart(self) -> None:
+        self.f.seek(0)
+        self.f.truncate()
+
+
+def _fetch(api: str, src: Path, lake: Lake, **kw: object) -> tuple[str, object]:
+    name = parse_granule_name(src.name)
+    key = raw_key("no2", src.name, name.start.date().isoformat())
+    data = src.read_bytes()
+    result = fetch_granule(
+        _href(api, src.name),
+        lake,
+        key,
+        product="no2",
+        expected_size=len(data),
+        expected_sha256=hashlib.sha256(data).hexdigest(),
+        policy=FAST,
+        **kw,  # type: ignore[arg-type]
+    )
+    return key, result
+
+
+def test_a_body_cut_three_times_resumes_and_arrives_once_verified(upstream: Path, tmp_path: Path) -> None:
+    src = _largest(upstream)
+    size = src.stat().st_size
+    cut = 2 * CHUNK + 1000  # each answer (the first and two resumptions) breaks off after this many bytes
+    assert 3 * cut < size
+    served: Counter[str] = Counter()
+    lake = open_lake(str(tmp_path / "lake"))
+    with serve_upstream(
+        upstream / "catalog.json", faults={src.name: ["cut@" + str(cut)] * 3}, served=served
+    ) as api:
+        key, result = _fetch(api, src, lake)
+    assert result.ok and result.key == key  # type: ignore[attr-defined]
+    assert Path(lake.path(key)).read_bytes() == src.read_bytes()
+    assert not list(Path(lake.path("raw", ".partial")).iterdir())
+    # a restart would have sent the 3 cut bodies again; resuming re-sends at most the partial read of each cut
+    assert served[src.name] < size + 3 * cut
+    assert size <= result.received <= served[src.name] <= size + 3 * CHUNK  # type: ignore[attr-defined]
+
+
+def test_a_file_changed_upstream_between_attempts_starts_over(upstream: Path, tmp_path: Path) -> None:
+    src = _largest(upstream)
+    new = os.urandom(src.stat().st_size // 2)
+
+    def republish(_wait: float) -> None:  # runs between the cut attempt and the next
+        src.write_bytes(new)
+
+    with serve_upstream(upstream / "catalog.json", faults={src.name: [f"cut@{3 * CHUNK}"]}) as api:
+        sink = FileSink(tmp_path / "out")
+        got = download(_href(api, src.name), sink, policy=FAST, sleep=republish)
+        sink.f.close()
+    assert (tmp_path / "out").read_bytes() == new
+    assert got.sha256 == hashlib.sha256(new).hexdigest() and got.size == len(new)
+    assert got.restarted == 1 and got.resumed == 0
+
+
+def test_a_server_without_range_support_restarts(upstream: Path, tmp_path: Path) -> None:
+    src = _largest(upstream)
+    size = src.stat().st_size
+    served: Counter[str] = Counter()
+    with serve_upstream(
+        upstream / "catalog.json", faults={src.name: [f"cut@{3 * CHUNK}"] * 2}, ranges=False, served=served
+    ) as api:
+        sink = FileSink(tmp_path / "out")
+        got = download(_href(api, src.name), sink, policy=FAST, sleep=lambda _s: None)
+        sink.f.close()
+    assert (tmp_path / "out").read_bytes() == src.read_bytes()
+    assert got.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert got.restarted == 2 and got.resumed == 0
+    assert served[src.name] == size + 2 * 3 * CHUNK
+
+
+def test_a_signed_url_never_appears_in_a_failure(upstream: Path, tmp_path: Path) -> None:
+    src = _largest(upstream)
+    sink = FileSink(tmp_path / "out")
+    with (
+        serve_upstream(upstream / "catalog.json", faults={src.name: ["cut@10"] * 5}) as api,
+        pytest.raises(SourceError) as err,
+    ):
+        download(_href(api, src.name), sink, policy=FAST, sleep=lambda _s: None)
+    sink.f.close()
+    assert "secret" not in str(err.value) and "failed after 5 attempts" in str(err.value)
+
+
+# --- S3: multipart straight to the final key ---------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_lake(s3_server: Service) -> Iterator[Lake]:
+    env = s3_server.env
+    settings = Settings(
+        s3_endpoint_url=env["AWS_ENDPOINT_URL"],
+        s3_key=SecretStr(env["AWS_ACCESS_KEY_ID"]),
+        s3_secret=SecretStr(env["AWS_SECRET_ACCESS_KEY"]),
+    )
+    yield open_lake(f"s3://transfer-{secrets.token_hex(4)}/lake", settings=settings)
+
+
+def _uploads(lake: Lake) -> list[dict[str, object]]:
+    uploads: list[dict[str, object]] = lake.fs.list_multipart_uploads(lake.root.split("/")[0])
+    return uploads
+
+
+def _count_calls(lake: Lake, operation: str) -> list[str]:
+    calls: list[str] = []
+    lake.fs.s3.meta.events.register(f"before-call.s3.{operation}", lambda **_kw: calls.append(operation))
+    return calls
+
+
+def test_unfinished_uploads_are_listed_by_the_server(s3_lake: Lake) -> None:
+    """The listing the other S3 tests rely on does show an upload in progress."""
+    f = s3_lake.fs.open(s3_lake.path("probe.bin"), "wb", block_size=PART)
+    f.write(os.urandom(PART + 1))  # one part goes up
+    assert [u["Key"] for u in _uploads(s3_lake)] == ["lake/probe.bin"]
+    f.discard()
+    f.closed = True
+    assert _uploads(s3_lake) == [] and not s3_lake.fs.exists(s3_lake.path("probe.bin"))
+
+
+def test_a_granule_larger_than_a_part_streams_as_a_multipart_upload(upstream: Path, s3_lake: Lake) -> None:
+    src = _largest(upstream)
+    assert src.stat().st_size > PART
+    parts = _count_calls(s3_lake, "UploadPart")
+    completions = _count_calls(s3_lake, "CompleteMultipartUpload")
+    with serve_upstream(upstream / "catalog.json", faults={src.name: ["cut@" + str(3 * CHUNK)]}) as api:
+        key, result = _fetch(api, src, s3_lake, part_size=PART)
+    assert result.ok  # type: ignore[attr-defined]
+    assert s3_lake.fs.cat_file(s3_lake.path(key)) == src.read_bytes()
+    assert len(parts) >= 2 and len(completions) == 1
+    assert _uploads(s3_lake) == []
+    assert not s3_lake.fs.exists(s3_lake.path("raw", ".partial"))  # no second copy anywhere
+
+
+@pytest.mark.parametrize("fault", ["corrupt", "cut"])
+def test_a_failed_transfer_leaves_no_object_and_no_upload(fault: str, upstream: Path, s3_lake: Lake) -> None:
+    """``corrupt``: every byte arrives, the checksum fails after parts went up; ``cut``: every attempt breaks
+    off after more than a part."""
+    src = _largest(upstream)
+    parts = _count_calls(s3_lake, "UploadPart")
+    aborts = _count_calls(s3_lake, "AbortMultipartUpload")
+    faults = {src.name: ["corrupt"] if fault == "corrupt" else [f"cut@{PART + 2 * CHUNK}"] * 5}
+    with serve_upstream(upstream / "catalog.json", faults=faults, ranges=fault == "corrupt") as api:
+        if fault == "corrupt":
+            key, result = _fetch(api, src, s3_lake, part_size=PART)
+            assert not result.ok and "checksum mismatch" in str(result.reason)  # type: ignore[attr-defined]
+            assert result.key is None  # type: ignore[attr-defined]
+        else:
+            with pytest.raises(SourceError, match="failed after 5 attempts"):
+                _fetch(api, src, s3_lake, part_size=PART)
+            key = raw_key("no2", src.name, parse_granule_name(src.name).start.date().isoformat())
+    assert parts and aborts  # parts were uploaded, then the upload was aborted
+    assert not s3_lake.fs.exists(s3_lake.path(key))
+    assert _uploads(s3_lake) == []
+    assert not s3_lake.fs.exists(s3_lake.path("quarantine"))
