@@ -24,10 +24,9 @@ from infra.cubes import committed_days, cube_spec, open_lake_cube
 from infra.publish import STAC_ROOT, catalog_store
 from infra.storage import Lake, write_bytes_atomic
 from transforms.comparison import diff_tables
-from transforms.emissions import METHOD_VERSION, derive_emissions, sector_proxies
+from transforms.emissions import METHOD_VERSION, derive_emissions
 from transforms.errors import InputError, LakeError
 from transforms.grid import GridSpec
-from transforms.regions import country_mask
 from transforms.truth import load_base_inventory, write_carbon_monitor_csv
 
 TABLE_ROOT = "tables/emissions"
@@ -94,13 +93,9 @@ def derive_release(
     cube = cube.reindex(time=period)  # days beyond the cube's time axis read as unobserved
     is_committed = pd.Index(period.date).isin(list(committed))
     cube = cube.where(cube["time"].copy(data=is_committed))  # uncommitted days read as unobserved
-    mask = country_mask(grid)
-    proxies = sector_proxies(grid, mask)
     release = _new_release_id(lake)
     with dask_client() as client, dask.config.set(scheduler=client.get):
-        table = derive_emissions(
-            cube, grid, mask=mask, proxies=proxies, inventory=load_base_inventory(), release=release
-        )
+        table = derive_emissions(cube, grid, inventory=load_base_inventory(), release=release)
     table = table.sort_values(["country", "date", "sector"], ignore_index=True)
     previous = list_releases(lake)
     diff_rows, diff = (None, None)

@@ -31,11 +31,12 @@ import xarray as xr
 
 from transforms.errors import InputError
 from transforms.grid import GridSpec
-from transforms.regions import EU27, ROW_EXCLUDES, Country, load_countries, mask_countries
+from transforms.profiles import PRIOR
+from transforms.regions import EU27, ROW_EXCLUDES, Country, country_mask, load_countries, mask_countries
 from transforms.truth import SECTORS
-from transforms.zonal import observed_sums
+from transforms.zonal import NormalEquations, normal_equations
 
-METHOD_VERSION = "0.2.1"
+METHOD_VERSION = "0.3.0"
 NO2_OBSERVABLE_SECTORS: tuple[str, ...] = ("Power", "Industry", "Ground Transport")
 
 #: Clean-air tropospheric NO2 column, mol m-2 (~9e14 molec cm-2, typical of remote mid-latitude land).
@@ -64,35 +65,19 @@ DEFAULT_MIN_COVERAGE = 0.3
 SHARE_REL_UNCERTAINTY = 0.10
 #: 1σ relative uncertainty of profile-only sectors (inventory / 365 × profile).
 PROFILE_REL_UNCERTAINTY = {"Residential": 0.20, "Domestic Aviation": 0.15, "International Aviation": 0.15}
-#: Assumed day-to-day variability of a country's observable emissions around the prior's weekly/seasonal
-#: shape (1σ, relative; Carbon Monitor's daily activity data move by a few % from day to day).
-DAILY_VARIABILITY = 0.03
-#: Error of one day's inferred level beyond retrieval noise (1σ, relative): pixel sampling of the plumes,
-#: the cell-mean vs model-grid mismatch and the neighbours' spill-over. Set from the OSSE residuals
-#: (Germany: 2.2% actual vs 0.8% retrieval error); a real-data validation must re-estimate it.
-REPRESENTATION_ERROR = 0.03
-#: Gap-filled values: interpolated 1σ × this factor; no observations at all: inventory profile ± 30%.
-GAP_FILL_UNCERTAINTY_FACTOR = 1.5
+#: Random-walk step of a country's observable level (emission / prior profile) from one day to the next
+#: (1σ, relative to the country's inventory level; Carbon Monitor's daily activity moves by a few % a day).
+LEVEL_STEP = 0.03
+#: 1σ of the first day's level around the inventory's level, relative: a weak prior (the level is inferred).
+LEVEL_PRIOR = 1.0
+#: The day's background offset: first-day 1σ and day-to-day random-walk step, mol m-2.
+BACKGROUND_PRIOR_MOL_M2 = 1e-5
+BACKGROUND_STEP_MOL_M2 = 2e-6
+#: Padding of the inversion grid beyond the domain, in σ of the transport kernel: sources that close to the
+#: domain put NO2 into it, so they are unknowns of the inversion too.
+PAD_SIGMAS = 4.0
 _NO_DATA_REL_UNCERTAINTY = 0.30
 _KM_PER_DEGREE = 111.195
-
-# The method's own day-of-week (Monday..Sunday) and seasonal prior profiles (independent of the truth's).
-_PRIOR_WEEKLY = {
-    "Power": (1.03, 1.03, 1.03, 1.03, 1.01, 0.95, 0.88),
-    "Industry": (1.05, 1.05, 1.05, 1.05, 1.03, 0.93, 0.84),
-    "Ground Transport": (1.03, 1.03, 1.04, 1.05, 1.07, 0.95, 0.83),
-    "Residential": (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
-    "Domestic Aviation": (1.02, 0.98, 0.98, 1.02, 1.04, 0.96, 1.0),
-    "International Aviation": (1.0, 0.99, 0.99, 1.0, 1.02, 1.0, 1.0),
-}
-_PRIOR_SEASONAL = {
-    "Power": 0.06,
-    "Industry": 0.02,
-    "Ground Transport": -0.03,
-    "Residential": 0.40,
-    "Domestic Aviation": -0.06,
-    "International Aviation": -0.08,
-}
 
 # Spatial proxy recipes: (uniform share, σ of city blobs in km); None = point sources ("plants").
 _PROXY_RECIPES: dict[str, tuple[float, float | None]] = {
@@ -399,12 +384,8 @@ def no2_column_field(
 
 
 def _prior_factor(dates: pd.DatetimeIndex, sector: str, hemisphere: float) -> np.ndarray:
-    """The method's prior profile: day-of-week × seasonal factor, mean ~1 over a year."""
-    weekly = np.asarray(_PRIOR_WEEKLY[sector])
-    phase = 2.0 * np.pi * (dates.day_of_year.to_numpy() - 15) / 365.25
-    out: np.ndarray = weekly[dates.day_of_week.to_numpy()] / weekly.mean()
-    out = out * (1.0 + hemisphere * _PRIOR_SEASONAL[sector] * np.cos(phase))
-    return out
+    """The method's prior profile (:data:`transforms.profiles.PRIOR`): day-of-week × seasonal, mean ~1."""
+    return PRIOR.factor(dates, sector, hemisphere)
 
 
 def _inventory_table(inventory: pd.DataFrame, countries: Sequence[Country]) -> tuple[np.ndarray, np.ndarray]:
@@ -438,110 +419,170 @@ def _area_km2(country: Country) -> float:
     return float(country.geometry.area * math.cos(math.radians(lat)) * _KM_PER_DEGREE**2)
 
 
+def inversion_grid(grid: GridSpec, *, smoothing_km: float = DEFAULT_SMOOTHING_KM) -> GridSpec:
+    """The grid the inversion models sources on: ``grid`` widened by :data:`PAD_SIGMAS` σ of the transport
+    kernel on every side (same resolution and cell edges; latitude clipped at the poles; a global grid, or one
+    whose padded width would reach 360°, is not widened in longitude). Sources in the padding put NO2 into
+    the domain, so the countries there are unknowns too; observations exist only in ``grid``."""
+    if grid.is_global:
+        return grid
+    west, south, east, north = grid.bounds
+    pad_lat = PAD_SIGMAS * smoothing_km / _KM_PER_DEGREE
+    edge = min(max(abs(south - pad_lat), abs(north + pad_lat)), 85.0)
+    pad_lon = pad_lat / math.cos(math.radians(edge))
+    if east - west + 2 * pad_lon >= 360.0:
+        pad_lon = 0.0
+    padded = GridSpec.snapped(
+        grid.resolution, (west - pad_lon, south - pad_lat, east + pad_lon, north + pad_lat)
+    )
+    _crop(padded, grid)  # the same cell edges
+    return padded
+
+
+def _crop(padded: GridSpec, grid: GridSpec) -> tuple[slice, slice]:
+    """Rows and columns of ``padded`` that make up ``grid``."""
+    res = grid.resolution
+    i0 = round((grid.bounds[1] - padded.bounds[1]) / res)
+    j0 = round((grid.bounds[0] - padded.bounds[0]) / res)
+    rows, cols = slice(i0, i0 + grid.shape[0]), slice(j0, j0 + grid.shape[1])
+    if (
+        padded.resolution != res
+        or i0 < 0
+        or j0 < 0
+        or rows.stop > padded.shape[0]
+        or cols.stop > padded.shape[1]
+        or not np.allclose(padded.lat()[rows], grid.lat())
+        or not np.allclose(padded.lon()[cols], grid.lon())
+    ):
+        raise InputError(f"grid {padded.grid_id} does not contain grid {grid.grid_id} cell for cell")
+    return rows, cols
+
+
 def _footprints(
-    grid: GridSpec,
+    padded: GridSpec,
     compact: np.ndarray,
     weight: np.ndarray,
     reff: np.ndarray,
     sigma_km: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per unit observable CO2 (1 MtCO2/day) of each country (``compact``: its index 0..p-1 per cell, -1
-    none; ``reff`` per index): the column enhancement H_c on its own cells (dims (lat, lon), mol m-2), and the
-    neighbour layers (index, value), dims (layer, lat, lon): per cell, every other country k whose plume
-    reaches it (by more than 0.1% of k's strongest own-cell term) with w_i·H_k(i) (mol m-2).
+    crop: tuple[slice, slice],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per unknown country k (``compact``: its index 0..p-1 per cell of ``padded``, -1 none; ``weight`` its
+    NOx-weighted proxy there; ``reff`` its NOx/CO2 ratio), the column enhancement H_k 1 MtCO2/day of its
+    observable sectors makes on each cell of the domain ``crop`` of ``padded``, wherever the cell lies
+    (its own land, a neighbour's, the sea), as sparse layers (index, value), dims (layer, lat, lon) of the
+    domain, values mol m-2 per MtCO2/day; a cell lists the k whose H_k there exceeds 0.1% of H_k's peak.
     """
     p = int(compact.max()) + 1 if compact.size and compact.max() >= 0 else 0
-    self_h = np.zeros(grid.shape)
-    area = grid.cell_area_km2()
-    lat = grid.lat()
-    n_lat, n_lon = grid.shape
-    west, _, east, _ = grid.bounds
-    is_global = east - west >= 360.0 - 1e-9
-    r_lat = math.ceil(4.0 * sigma_km / (_KM_PER_DEGREE * grid.resolution)) + 1
-    cell_ids = np.arange(compact.size).reshape(grid.shape)
+    area = padded.cell_area_km2()
+    lat = padded.lat()
+    n_lat, n_lon = padded.shape
+    rows, cols = crop
+    dom_shape = (rows.stop - rows.start, cols.stop - cols.start)
+    dom_ids = np.full(padded.shape, -1, dtype=np.int64)
+    dom_ids[rows, cols] = np.arange(dom_shape[0] * dom_shape[1]).reshape(dom_shape)
+    is_global = padded.is_global
+    r_lat = math.ceil(4.0 * sigma_km / (_KM_PER_DEGREE * padded.resolution)) + 1
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for k in range(p):
-        rows, cols = np.nonzero(compact == k)
-        if rows.size == 0:
+        rr, cc = np.nonzero(compact == k)
+        if rr.size == 0:
             continue
-        r0, r1 = max(rows.min() - r_lat, 0), min(rows.max() + r_lat + 1, n_lat)
+        r0, r1 = max(rr.min() - r_lat, 0), min(rr.max() + r_lat + 1, n_lat)
         coslat = max(float(np.cos(np.radians(np.abs(lat[r0:r1]).max()))), 0.05)
         r_lon = math.ceil(r_lat / coslat)
-        c0, c1 = cols.min() - r_lon, cols.max() + r_lon + 1
+        c0, c1 = cc.min() - r_lon, cc.max() + r_lon + 1
         periodic = is_global and (c0 < 0 or c1 > n_lon)
         c0, c1 = (0, n_lon) if periodic else (max(c0, 0), min(c1, n_lon))
         win = (slice(r0, r1), slice(c0, c1))
-        own = compact[win] == k
-        src = np.where(own, weight[win], 0.0) / area[win]
-        h = COLUMN_PER_NOX_DENSITY * reff[k] * _smooth(src, lat[r0:r1], grid.resolution, sigma_km, periodic)
-        self_h[win][own] = h[own]
-        wh = weight[win] * h
-        tol = 1e-3 * float(wh[own].max()) if own.any() else 0.0
-        other = (compact[win] >= 0) & ~own & (wh > tol)
-        found.append((cell_ids[win][other], np.full(int(other.sum()), k), wh[other]))
+        src = np.where(compact[win] == k, weight[win], 0.0) / area[win]
+        h = COLUMN_PER_NOX_DENSITY * reff[k] * _smooth(src, lat[r0:r1], padded.resolution, sigma_km, periodic)
+        ids = dom_ids[win]
+        keep = (ids >= 0) & (h > 1e-3 * float(h.max()))
+        found.append((ids[keep], np.full(int(keep.sum()), k), h[keep]))
     cells = np.concatenate([f[0] for f in found]) if found else np.zeros(0, dtype=np.int64)
     owner = np.concatenate([f[1] for f in found]) if found else np.zeros(0, dtype=np.int64)
     value = np.concatenate([f[2] for f in found]) if found else np.zeros(0)
     order = np.argsort(cells, kind="stable")
     cells, owner, value = cells[order], owner[order], value[order]
     first = np.searchsorted(cells, cells, side="left")
-    slot = np.arange(cells.size) - first  # rank of the neighbour within its cell
+    slot = np.arange(cells.size) - first  # rank of the country within its cell
     n_layers = int(slot.max()) + 1 if slot.size else 0
     # compact types: these static layers travel with the graph (int16 indices, float32 terms: 6 bytes/cell/layer)
-    nb_idx = np.full((n_layers, compact.size), -1, dtype=np.int16 if p < 2**15 else np.int32)
-    nb_wh = np.zeros((n_layers, compact.size), dtype=np.float32)
-    nb_idx[slot, cells] = owner
-    nb_wh[slot, cells] = value
-    return self_h, nb_idx.reshape(n_layers, *grid.shape), nb_wh.reshape(n_layers, *grid.shape)
+    size = dom_shape[0] * dom_shape[1]
+    fp_idx = np.full((n_layers, size), -1, dtype=np.int16 if p < 2**15 else np.int32)
+    fp_val = np.zeros((n_layers, size), dtype=np.float32)
+    fp_idx[slot, cells] = owner
+    fp_val[slot, cells] = value
+    return fp_idx.reshape(n_layers, *dom_shape), fp_val.reshape(n_layers, *dom_shape)
 
 
-def _day_to_day(y: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """Per column, the typical change between consecutive good days (10% of the mean if there are none)."""
-    out = np.empty(y.shape[1])
-    for k in range(y.shape[1]):
-        pairs = ok[1:, k] & ok[:-1, k]
-        diffs = np.diff(y[:, k])[pairs]
-        level = float(np.mean(y[ok[:, k], k])) if ok[:, k].any() else 0.0
-        out[k] = float(np.sqrt(np.mean(diffs**2))) if diffs.size >= 2 else 0.1 * level
-    return out
+def _smooth_levels(
+    normal: NormalEquations, multiplier: np.ndarray, scale: np.ndarray, inflation: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kalman filter and Rauch-Tung-Striebel smoother over the days for the state u (unknown / ``scale``):
+    every country's level and the background offset (last), dims (unknown,).
+
+    Day d observes x = diag(``multiplier``[d]) · scale · u through its normal equations (information
+    matrix / ``inflation``[d]); the state is a random walk (country levels: step :data:`LEVEL_STEP`
+    relative to ``scale``; background: :data:`BACKGROUND_STEP_MOL_M2`) from a first-day prior of 1 ±
+    :data:`LEVEL_PRIOR` (countries: ``scale`` is the inventory's level) and 0 ± :data:`BACKGROUND_PRIOR_MOL_M2`.
+    Returns the smoothed state × scale and its 1σ, dims (time, unknown)."""
+    nt, m = normal.rhs.shape
+    bg_scale = scale[-1]
+    u0 = np.ones(m)
+    u0[-1] = 0.0
+    p0 = np.full(m, LEVEL_PRIOR**2)
+    p0[-1] = (BACKGROUND_PRIOR_MOL_M2 / bg_scale) ** 2
+    q = np.full(m, LEVEL_STEP**2)
+    q[-1] = (BACKGROUND_STEP_MOL_M2 / bg_scale) ** 2
+    x_pred = np.zeros((nt, m))
+    p_pred = np.zeros((nt, m, m))
+    x_f = np.zeros((nt, m))
+    p_f = np.zeros((nt, m, m))
+    for d in range(nt):
+        if d == 0:
+            x_pred[d], p_pred[d] = u0, np.diag(p0)
+        else:
+            x_pred[d], p_pred[d] = x_f[d - 1], p_f[d - 1] + np.diag(q)
+        s = multiplier[d] * scale  # x = s · u
+        info = normal.matrix[d] * np.outer(s, s) / inflation[d]
+        vec = normal.rhs[d] * s / inflation[d]
+        i_pred = _sym_inv(p_pred[d])
+        p_f[d] = _sym_inv(i_pred + info)
+        x_f[d] = p_f[d] @ (i_pred @ x_pred[d] + vec)
+    x_s, p_s = x_f.copy(), p_f.copy()
+    for d in range(nt - 2, -1, -1):
+        gain = p_f[d] @ _sym_inv(p_pred[d + 1])
+        x_s[d] = x_f[d] + gain @ (x_s[d + 1] - x_pred[d + 1])
+        p_s[d] = p_f[d] + gain @ (p_s[d + 1] - p_pred[d + 1]) @ gain.T
+    sd = np.sqrt(np.clip(np.diagonal(p_s, axis1=1, axis2=2), 0.0, None))
+    return x_s * scale, sd * scale
 
 
-def _regularise(y: np.ndarray, sigma: np.ndarray, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Shrink each day's level (y / prior shape; dims (time, country)) towards the median of it and its two
-    neighbours, by the gain ν² / (ν² + σ² + τ²): ν = :data:`DAILY_VARIABILITY`, σ the day's retrieval 1σ,
-    τ = :data:`REPRESENTATION_ERROR` (both relative to the local median). A median keeps step changes; a
-    precise day keeps about half of its own departure, a noisy one little. Returns y and the posterior 1σ
-    √(gain · (σ² + τ²)), both MtCO2/day."""
-    level = y / shape
-    padded = np.concatenate([level[:1], level, level[-1:]])
-    local = np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
-    nu2 = (DAILY_VARIABILITY * local) ** 2
-    err2 = (sigma / shape) ** 2 + (REPRESENTATION_ERROR * local) ** 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        gain = np.where(nu2 + err2 > 0, nu2 / (nu2 + err2), 0.0)
-    out = (local + gain * (level - local)) * shape
-    return out, np.sqrt(gain * err2) * shape
+def _sym_inv(a: np.ndarray) -> np.ndarray:
+    out: np.ndarray = np.linalg.inv(0.5 * (a + a.T))
+    sym: np.ndarray = 0.5 * (out + out.T)
+    return sym
 
 
-def _fill_gaps(y: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """Linear interpolation over days where ``ok`` is False (held constant beyond the ends), per column."""
-    out = y.copy()
-    t = np.arange(y.shape[0])
-    for k in range(y.shape[1]):
-        good = ok[:, k]
-        if good.any() and not good.all():
-            out[~good, k] = np.interp(t[~good], t[good], y[good, k])
-    return out
+def _reduced_chi2(normal: NormalEquations, x: np.ndarray) -> np.ndarray:
+    """Per day, Σ ω r² / (cells − unknowns) of the residuals r of the fit x (dims (time, unknown), the
+    normal equations' units); 1 when there are too few cells."""
+    fit = np.einsum("tk,tk->t", x, normal.rhs)
+    quad = np.einsum("tk,tkl,tl->t", x, normal.matrix, x)
+    chi2 = normal.chi2_data - 2.0 * fit + quad
+    dof = normal.cells - x.shape[1]
+    return np.where(dof > 0, np.clip(chi2, 0.0, None) / np.maximum(dof, 1.0), 1.0)
 
 
 def derive_emissions(
     cube: xr.Dataset,
     grid: GridSpec,
     *,
-    mask: xr.DataArray,
-    proxies: xr.DataArray,
     inventory: pd.DataFrame,
     release: str,
+    mask: xr.DataArray | None = None,
+    proxies: xr.DataArray | None = None,
     smoothing_km: float = DEFAULT_SMOOTHING_KM,
     background: float = NO2_BACKGROUND_MOL_M2,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
@@ -551,38 +592,43 @@ def derive_emissions(
 
     ``cube``: dims (time, lat, lon) on ``grid`` with ``mean`` (tropospheric NO2, mol m-2, NaN unobserved),
     ``count`` (pixels) and ``uncertainty`` (1σ of the mean, mol m-2); numpy or dask. With dask the per-day
-    country sums are one graph over the cube's chunks (a compiled kernel per block,
-    :func:`transforms.zonal.observed_sums`) and only the (time, country) sums are computed.
-    ``inventory``: iso3, sector, annual_mt (MtCO2/yr), e.g. ``truth.load_base_inventory()``.
+    normal equations are one graph over the cube's chunks (a compiled kernel per block,
+    :func:`transforms.zonal.normal_equations`) and only those small sums are computed.
+    ``inventory``: iso3, sector, annual_mt (MtCO2/yr), e.g. ``truth.load_base_inventory()``. ``mask`` and
+    ``proxies`` are on :func:`inversion_grid` (``grid`` padded by 4σ of the transport kernel); by default
+    they are built there with :func:`~transforms.regions.country_mask` and :func:`sector_proxies`.
 
-    Method, per country c and day d (w = the country's NOx-weighted proxy over the observable sectors, with
-    the inventory's sector split; sums to 1 over its cells):
+    Method (w_k = country k's NOx-weighted proxy over the observable sectors, with the inventory's sector
+    split; sums to 1 over its whole territory):
 
-    1. A = Σ_obs w (V - V_bg) / Σ_obs w, the proxy-weighted mean enhancement over observed cells;
-       coverage = Σ_obs w (the observed share of the country's proxy weight).
-    2. The same mean for 1 MtCO2/day of the country's observable sectors, over the same cells: g = Σ_obs w H_c
-       / Σ_obs w, with H_c from the shared conversion (:data:`COLUMN_PER_NOX_DENSITY`, NOx ratios, kernel).
-       Neighbours' NO2 spilling over borders is removed by solving A_c = g_c Y_c + Σ_c'≠c m[c,c'] Y_c' for
-       all countries at once (m[c,c'] = Σ w·H_c' / Σ w over c's cells observed that day),
-       giving Y, the observable total, scaled by the day's NOx/CO2 mix (prior sector shapes).
-    3. Days with coverage < ``min_coverage`` are gap-filled by linear interpolation between neighbouring
-       good days of Y divided by the prior's day-of-week/seasonal shape (``gap_filled=True``); a country
-       never observed falls back to its inventory profile (``source="inventory_profile"``). Never silent
-       zeros. Each day's level is then shrunk towards the median of it and its neighbours
-       (:func:`_regularise`: gain ν²/(ν²+σ²+τ²), so precise days follow the data and steps are kept).
-    4. Y is split over Power/Industry/Ground Transport with the inventory's shares × the prior's profiles.
-       Residential and aviation follow inventory / 365 × the method's weekly/seasonal profile
-       (``source="profile"``); countries absent from the inventory use ROW's sector split scaled to their
-       observed mean (``"default_share_profile"``).
+    1. Footprints: H_k, the column enhancement 1 MtCO2/day of k's observable sectors makes on every domain
+       cell (its own, its neighbours', the sea), from its sources on the padded grid (the shared conversion
+       :data:`COLUMN_PER_NOX_DENSITY`, NOx ratios and transport kernel). Countries in the padding are
+       unknowns too: their plumes enter the domain.
+    2. Per day, weighted least squares over all observed cells: V_i − V_bg = Σ_k H_k(i)·x_k + b + ε_i,
+       weight 1/σ_i² (σ_i the cell's retrieval 1σ), b the day's background offset. The per-day normal
+       equations are reduced from the cube in one pass; they separate neighbours from their spill-over
+       with the plumes' whole shape instead of per-country sums.
+    3. A Kalman filter and smoother over the days: each country's level L (x / the prior's day-of-week,
+       seasonal and NOx/CO2-mix shape) is a random walk (:data:`LEVEL_STEP` a day) from a weak first-day prior
+       at the inventory's level (± :data:`LEVEL_PRIOR`); cloudy days and the days between observations are
+       filled by the smoother from both sides, with their larger posterior 1σ. Each day's observation
+       errors are scaled by that day's reduced χ² of a first pass (≥ 1), so model error the retrieval
+       noise misses widens the weights instead of entering as signal.
+    4. Days whose observed share of the country's proxy weight (``coverage``) is below ``min_coverage`` are
+       flagged ``gap_filled``; a country never observed keeps its inventory profile
+       (``source="inventory_profile"``, ±30%). Never silent zeros.
+    5. The observable total is split over Power/Industry/Ground Transport with the inventory's shares × the
+       prior's profiles. Residential and aviation follow inventory / 365 × the method's weekly/seasonal
+       profile (``source="profile"``); countries absent from the inventory use ROW's sector split scaled to
+       their inferred mean (``"default_share_profile"``).
 
-    Uncertainty (1σ, MtCO2/day): retrieval noise Σ_obs w²σ² propagated through the solve ⊕ the 3%
-    representation error, reduced by the regularisation, ⊕ 10% sector-share uncertainty for observable
-    sectors; gap-filled days: the interpolated 1σ × 1.5 ⊕ the series' RMS day-to-day change; profile sectors
-    ± 15-20%. Transport-model and
-    NOx-ratio errors are not included (an OSSE shares them). Aggregates, ``is_aggregate=True``, uncertainty
-    added in quadrature, never counted twice: WORLD (sum over the countries in the grid: the domain total for
-    regional runs), EU27 (its members present) and ROW (WORLD minus the countries Carbon Monitor lists
-    separately, :data:`~transforms.regions.ROW_EXCLUDES`).
+    Uncertainty (1σ, MtCO2/day): the smoother's posterior ⊕ 10% sector-share uncertainty for observable
+    sectors; profile sectors ± 15-20%. Transport-model and NOx-ratio errors are not included (an OSSE
+    shares them). Aggregates, ``is_aggregate=True``, uncertainty added in quadrature, never counted twice:
+    WORLD (sum over the countries in the grid: the domain total for regional runs), EU27 (its members
+    present) and ROW (WORLD minus the countries Carbon Monitor lists separately,
+    :data:`~transforms.regions.ROW_EXCLUDES`).
 
     Returns columns country (Carbon Monitor name), iso3, date (datetime64[ns]), sector, value, uncertainty,
     coverage (0-1; 0 for profile-only rows), gap_filled, is_aggregate, source, method_version, release.
@@ -598,9 +644,22 @@ def derive_emissions(
         raise InputError(
             f"cube (lat, lon) sizes differ from grid shape {grid.shape}; pass the cube's own grid"
         )
-    values, countries = _present(mask, grid)
+    padded = inversion_grid(grid, smoothing_km=smoothing_km)
+    crop = _crop(padded, grid)
+    if mask is None:
+        mask = country_mask(padded)
+    if proxies is None:
+        proxies = sector_proxies(padded, mask)
+    if mask.shape != padded.shape:
+        raise InputError(
+            f"mask shape {mask.shape} is not the inversion grid's {padded.shape}; "
+            "build it with country_mask(inversion_grid(grid))"
+        )
+    values, countries = _present(mask, padded)
     n = len(countries)
-    present = np.unique(values[values >= 0])
+    unknown = np.unique(values[values >= 0])  # countries with sources in the padded grid
+    dom_values = values[crop]
+    present = np.unique(dom_values[dom_values >= 0])  # countries reported: cells in the domain
     iso3s = [c.iso3 for c in countries]
     annual, own_inventory = _inventory_table(inventory, countries)
     obs_j = [SECTORS.index(s) for s in NO2_OBSERVABLE_SECTORS]
@@ -609,80 +668,58 @@ def derive_emissions(
     r = _ratio_matrix(iso3s, NO2_OBSERVABLE_SECTORS, ratios)
     reff = (shares * r).sum(axis=1)  # t NOx per t observable CO2
     nox_share = shares * r / reff[:, None]
-    p = _proxy_array(proxies, grid, NO2_OBSERVABLE_SECTORS)
+    p = _proxy_array(proxies, padded, NO2_OBSERVABLE_SECTORS)
     land = values >= 0
-    weight = np.zeros(grid.shape)
+    weight = np.zeros(padded.shape)
     for j in range(len(NO2_OBSERVABLE_SECTORS)):
         weight[land] += nox_share[values[land], j] * p[j][land]
-    compact = np.full(n + 1, -1, dtype=np.int32)  # mask index → position in ``present`` (-1: none)
-    compact[present] = np.arange(present.size, dtype=np.int32)
-    regions = np.where(values >= 0, compact[np.where(values >= 0, values, n)], -1).astype(np.int32)
-    self_h, nb_idx, nb_wh = _footprints(grid, regions, weight, reff[present], smoothing_km)
-    sums = observed_sums(
+    compact = np.full(n + 1, -1, dtype=np.int32)  # mask index → position in ``unknown`` (-1: none)
+    compact[unknown] = np.arange(unknown.size, dtype=np.int32)
+    regions = np.where(land, compact[np.where(land, values, n)], -1).astype(np.int32)
+    fp = _footprints(padded, regions, weight, reff[unknown], smoothing_km, crop)
+    normal = normal_equations(
         cube["mean"].data,
         cube["count"].data,
         cube["uncertainty"].data,
-        regions=regions,
-        weight=weight,
-        footprint=self_h,
+        regions=regions[crop],
+        weight=weight[crop],
+        footprints=fp,
         background=background,
-        n=present.size,
-        neighbours=(nb_idx, nb_wh),
+        n=unknown.size,
     )
-    cross_obs = sums[:, 4:, :]  # (time, c, k): Σ over c's observed cells of w·H_k
-    sw, s1, sh, sv = (sums[:, q, :] for q in range(4))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        coverage = np.clip(sw, 0.0, 1.0)
-        a = s1 / sw
-        g = sh / sw
-        var_a = sv / sw**2
-        ok = (coverage >= min_coverage) & (g > 0) & np.isfinite(a)
-        first = np.where(ok, a / g, np.nan)
     dates = pd.DatetimeIndex(pd.to_datetime(cube["time"].values)).normalize()
-    hemispheres = [1.0 if countries[k].geometry.representative_point().y >= 0 else -1.0 for k in present]
-    # gaps are interpolated relative to the prior's day-of-week/seasonal shape (a Sunday stays a Sunday)
-    shape = np.stack(
-        [
-            sum(shares[k, j] * _prior_factor(dates, s, h) for j, s in enumerate(NO2_OBSERVABLE_SECTORS))
-            for k, h in zip(present, hemispheres, strict=True)
-        ],
-        axis=1,
-    ).reshape(len(dates), len(present))
-    first = _fill_gaps(np.nan_to_num(first) / shape, ok) * shape
-    y = np.zeros_like(first)
-    sigma = np.zeros_like(first)
-    for d in range(y.shape[0]):
-        good = ok[d]
-        if not good.any():
-            continue
-        with np.errstate(invalid="ignore", divide="ignore"):  # rows of unobserved countries are unused
-            off = cross_obs[d] / sw[d][:, None]  # neighbours' part of each country's observed mean
-        matrix = off[np.ix_(good, good)] + np.diag(g[d, good])
-        rhs = a[d, good] - off[np.ix_(good, ~good)] @ first[d, ~good]
-        inverse = np.linalg.inv(matrix)
-        y[d, good] = inverse @ rhs
-        sigma[d, good] = np.sqrt((inverse**2) @ var_a[d, good])
-    # the day's NOx/CO2 ratio follows the prior's sector mix (traffic dips more at weekends than power)
+    hemispheres = np.array([1.0 if c.geometry.representative_point().y >= 0 else -1.0 for c in countries])
+    # the prior's day-of-week/seasonal mix of sectors, (country, sector, time), for every unknown
     mix = np.stack(
         [
-            [shares[k, j] * _prior_factor(dates, s, h) for j, s in enumerate(NO2_OBSERVABLE_SECTORS)]
-            for k, h in zip(present, hemispheres, strict=True)
+            [
+                shares[k, j] * _prior_factor(dates, s, hemispheres[k])
+                for j, s in enumerate(NO2_OBSERVABLE_SECTORS)
+            ]
+            for k in unknown
         ]
-    ).reshape(len(present), len(NO2_OBSERVABLE_SECTORS), len(dates))  # (country, sector, time)
+    ).reshape(unknown.size, len(NO2_OBSERVABLE_SECTORS), len(dates))
+    shape = mix.sum(axis=1).T  # (time, unknown): the observable total's prior shape
     daily_shares = mix / np.maximum(mix.sum(axis=1, keepdims=True), 1e-12)
-    reff_day = (daily_shares * r[present][:, :, None]).sum(axis=1)  # (country, time)
-    ratio = np.where(reff_day > 0, reff[present][:, None] / np.where(reff_day > 0, reff_day, 1.0), 1.0).T
-    y, sigma = y * ratio, sigma * ratio
-    y = np.maximum(_fill_gaps(y / shape, ok) * shape, 0.0)
-    sigma = _fill_gaps(sigma / shape, ok) * shape
-    y, sigma = _regularise(y, sigma, shape)
-    gap = ~ok
-    sigma = np.where(gap, np.hypot(sigma * GAP_FILL_UNCERTAINTY_FACTOR, _day_to_day(y, ok)[None, :]), sigma)
+    reff_day = (daily_shares * r[unknown][:, :, None]).sum(axis=1).T  # (time, unknown)
+    # x (NOx-equivalent at the mean ratio) = level × shape × the day's NOx/CO2 relative to the mean
+    multiplier = np.ones((len(dates), unknown.size + 1))
+    multiplier[:, :-1] = shape * reff_day / reff[unknown][None, :]
+    level = np.maximum(obs_annual[unknown].sum(axis=1) / 365.0, 1e-6)  # the inventory's level: scale only
+    scale = np.append(level, BACKGROUND_PRIOR_MOL_M2)
+    inflation = np.ones(len(dates))
+    state, state_sd = _smooth_levels(normal, multiplier, scale, inflation)
+    inflation = np.maximum(_reduced_chi2(normal, state * multiplier), 1.0)
+    state, state_sd = _smooth_levels(normal, multiplier, scale, inflation)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coverage = np.clip(normal.coverage, 0.0, 1.0)
+    ok = coverage >= min_coverage
 
     frames = []
-    for col, k in enumerate(present):
+    for k in present:
+        col = int(compact[k])
         c = countries[k]
-        hemisphere = hemispheres[col]
+        hemisphere = hemispheres[k]
         never = not ok[:, col].any()
         if never:  # no usable observation in the period: inventory profile, flagged
             yk = sum(
@@ -692,19 +729,20 @@ def derive_emissions(
             yk = np.asarray(yk, dtype=np.float64)
             sk = _NO_DATA_REL_UNCERTAINTY * yk
         else:
-            yk, sk = y[:, col], sigma[:, col]
-        scale = 1.0
-        if not own_inventory[k]:  # ROW split scaled to this country's observed level
-            scale = float(yk.mean() * 365.0 / max(obs_annual[k].sum(), 1e-12)) if yk.size else 0.0
+            yk = np.maximum(state[:, col] * shape[:, col], 0.0)
+            sk = state_sd[:, col] * shape[:, col]
+        scale_k = 1.0
+        if not own_inventory[k]:  # ROW split scaled to this country's inferred level
+            scale_k = float(yk.mean() * 365.0 / max(obs_annual[k].sum(), 1e-12)) if yk.size else 0.0
         for j, sector in enumerate(SECTORS):
             if sector in NO2_OBSERVABLE_SECTORS:
                 share = daily_shares[col, NO2_OBSERVABLE_SECTORS.index(sector)]
                 value = yk * share
                 unc = np.hypot(sk * share, value * SHARE_REL_UNCERTAINTY)
                 source = "inventory_profile" if never else "no2_activity"
-                cov, filled = coverage[:, col], gap[:, col]
+                cov, filled = coverage[:, col], ~ok[:, col]
             else:
-                value = annual[k, j] * scale / 365.0 * _prior_factor(dates, sector, hemisphere)
+                value = annual[k, j] * scale_k / 365.0 * _prior_factor(dates, sector, hemisphere)
                 unc = value * PROFILE_REL_UNCERTAINTY[sector]
                 source = "profile" if own_inventory[k] else "default_share_profile"
                 cov, filled = np.zeros(len(dates)), np.zeros(len(dates), dtype=bool)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from transforms.errors import TruthTableError
+from transforms.profiles import TRUTH
 from transforms.regions import aggregate_code, resolve_country
 
 SECTORS: tuple[str, ...] = (
@@ -194,25 +195,6 @@ def load_base_inventory() -> pd.DataFrame:
 
 # --- the built-in truth ("the real world" of the simulation experiment) ------------------------------------
 
-# Day-of-week factors Monday..Sunday (normalised to mean 1 below): weekend dips for Power, Industry and
-# Ground Transport (Sunday about 0.8 of a weekday), flatter for the others.
-_WEEKLY = {
-    "Power": (1.02, 1.03, 1.03, 1.03, 1.01, 0.93, 0.86),
-    "Industry": (1.05, 1.06, 1.06, 1.06, 1.04, 0.90, 0.82),
-    "Ground Transport": (1.03, 1.04, 1.04, 1.05, 1.08, 0.93, 0.81),
-    "Residential": (1.0, 1.0, 1.0, 1.0, 1.0, 1.02, 1.03),
-    "Domestic Aviation": (1.02, 0.97, 0.98, 1.02, 1.05, 0.95, 1.01),
-    "International Aviation": (1.0, 0.98, 0.98, 1.01, 1.03, 1.0, 1.0),
-}
-# Seasonal amplitude: factor 1 + a cos(2π (doy - 15) / 365.25), sign flipped in the southern hemisphere.
-_SEASONAL = {
-    "Power": 0.08,
-    "Industry": 0.03,
-    "Ground Transport": -0.04,
-    "Residential": 0.45,
-    "Domestic Aviation": -0.08,
-    "International Aviation": -0.10,
-}
 _NOISE_SD = {"Residential": 0.05}  # relative day-to-day noise; 0.03 for the other sectors
 _LOCKDOWN_FACTOR = 0.78  # a 22% drop of every sector but Residential
 _LOCKDOWN_OFFSET_DAYS = 5
@@ -271,8 +253,6 @@ def builtin_scenario(
     available = sorted(set(inventory["iso3"]) - {"ROW"})
     dates = pd.date_range(t0, t1, freq="D")
     days = ((dates - pd.Timestamp("1970-01-01")) // pd.Timedelta(days=1)).to_numpy(dtype=np.int64)
-    weekday = dates.day_of_week.to_numpy()
-    phase = 2.0 * np.pi * (dates.day_of_year.to_numpy() - 15) / 365.25
     lockdown: dict[str, Any] = {}
     if len(dates) >= 21:
         ld0 = t0 + pd.Timedelta(days=_LOCKDOWN_OFFSET_DAYS)
@@ -295,9 +275,7 @@ def builtin_scenario(
         hemisphere = 1.0 if country.geometry.representative_point().y >= 0 else -1.0
         annual = dict(zip(rows["sector"], rows["annual_mt"], strict=True))
         for k, sector in enumerate(SECTORS):
-            weekly = np.asarray(_WEEKLY[sector])
-            factor = weekly[weekday] / weekly.mean()
-            factor = factor * (1.0 + hemisphere * _SEASONAL[sector] * np.cos(phase))
+            factor = TRUTH.factor(dates, sector, hemisphere)
             key = zlib.crc32(f"{seed}|{country.iso3}|{k}".encode())
             factor = factor * (1.0 + _NOISE_SD.get(sector, 0.03) * _hash_normal(key, days))
             if lockdown and country.iso3 == lockdown["iso3"] and sector in lockdown["sectors"]:

@@ -12,6 +12,7 @@ once per machine).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import dask.array as da
@@ -57,26 +58,29 @@ def _sum_kernel(values: Any, regions: Any, runs: Any, n: int) -> Any:  # pragma:
 
 
 @_jit
-def _observed_kernel(
+def _normal_kernel(
     mean: Any,
     count: Any,
     unc: Any,
     regions: Any,
     weight: Any,
-    footprint: Any,
-    nb_idx: Any,
-    nb_wh: Any,
+    fp_idx: Any,
+    fp_val: Any,
     background: float,
+    floor: float,
     n: int,
 ) -> Any:  # pragma: no cover - compiled
     nt, ny, nx = mean.shape
-    n_layers = nb_idx.shape[0]
-    out = np.zeros((nt, 4 + n, n))
+    n_layers = fp_idx.shape[0]
+    m = n + 1  # unknowns: n regions and the day's background offset (last)
+    base_b = m * m
+    base_c = base_b + m
+    out = np.zeros((nt, base_c + n + 2))
     for t in range(nt):
+        o = out[t]
         for y in range(ny):
             for x in range(nx):
-                k = regions[y, x]
-                if k < 0 or count[t, y, x] <= 0:
+                if count[t, y, x] <= 0:
                     continue
                 v = mean[t, y, x]
                 if not np.isfinite(v):
@@ -84,16 +88,28 @@ def _observed_kernel(
                 s = unc[t, y, x]
                 if not np.isfinite(s):
                     s = 0.0
-                w = weight[y, x]
-                out[t, 0, k] += w
-                out[t, 1, k] += w * (v - background)
-                out[t, 2, k] += w * footprint[y, x]
-                out[t, 3, k] += w * w * s * s
+                omega = 1.0 / (s * s + floor * floor)
+                v = v - background
+                k = regions[y, x]
+                if k >= 0:
+                    o[base_c + k] += weight[y, x]
+                o[base_c + n] += omega * v * v
+                o[base_c + n + 1] += 1.0
+                o[n * m + n] += omega
+                o[base_b + n] += omega * v
                 for j in range(n_layers):
-                    other = nb_idx[j, y, x]
-                    if other < 0:
+                    a = fp_idx[j, y, x]
+                    if a < 0:
                         break
-                    out[t, 4 + k, other] += nb_wh[j, y, x]
+                    h = omega * fp_val[j, y, x]
+                    o[base_b + a] += h * v
+                    o[a * m + n] += h
+                    o[n * m + a] += h
+                    for i in range(n_layers):
+                        c = fp_idx[i, y, x]
+                        if c < 0:
+                            break
+                        o[a * m + c] += h * fp_val[i, y, x]
     return out
 
 
@@ -135,92 +151,103 @@ def zonal_sums(values: np.ndarray | da.Array, regions: np.ndarray, n: int) -> np
     return total
 
 
-def _block_observed(
+def _block_normal(
     mean: np.ndarray,
     count: np.ndarray,
     unc: np.ndarray,
     regions: np.ndarray,
     weight: np.ndarray,
-    footprint: np.ndarray,
     *layers: np.ndarray,
     background: float,
+    floor: float,
     n: int,
 ) -> np.ndarray:
     half = len(layers) // 2
-    nb_idx = np.stack(layers[:half]) if half else np.full((0, *regions.shape), -1, dtype=np.int16)
-    nb_wh = np.stack(layers[half:]) if half else np.zeros((0, *regions.shape), dtype=np.float32)
-    out: np.ndarray = _observed_kernel(
-        mean, count, unc, regions, weight, footprint, nb_idx, nb_wh, background, n
-    )
-    return out.reshape(out.shape[0], 1, 1, (4 + n) * n)
+    fp_idx = np.stack(layers[:half]) if half else np.full((0, *regions.shape), -1, dtype=np.int16)
+    fp_val = np.stack(layers[half:]) if half else np.zeros((0, *regions.shape), dtype=np.float32)
+    out: np.ndarray = _normal_kernel(mean, count, unc, regions, weight, fp_idx, fp_val, background, floor, n)
+    return out[:, None, None, :]
 
 
-def observed_sums(
+@dataclass(frozen=True)
+class NormalEquations:
+    """Per day, the weighted least-squares normal equations of the observed cells (see
+    :func:`normal_equations`). Dims: ``matrix`` (time, n + 1, n + 1), ``rhs`` (time, n + 1), ``coverage``
+    (time, n), ``chi2_data`` and ``cells`` (time,)."""
+
+    matrix: np.ndarray
+    rhs: np.ndarray
+    coverage: np.ndarray
+    chi2_data: np.ndarray
+    cells: np.ndarray
+
+
+def normal_equations(
     mean: np.ndarray | da.Array,
     count: np.ndarray | da.Array,
     uncertainty: np.ndarray | da.Array,
     *,
     regions: np.ndarray,
     weight: np.ndarray,
-    footprint: np.ndarray,
+    footprints: tuple[np.ndarray, np.ndarray],
     background: float,
     n: int,
-    neighbours: tuple[np.ndarray, np.ndarray] | None = None,
-) -> np.ndarray:
-    """The per-day, per-region sums the emissions inversion needs, over observed cells only.
+    floor: float = 0.0,
+) -> NormalEquations:
+    """Per day, the normal equations of V − background = Σ_k H_k·x_k + b over the observed cells.
 
-    Dims of the result (time, 4 + region, region), float64. ``[:, 0:4, c]``: Σw, Σw·(V − background), Σw·H
-    and Σw²σ² over the observed cells of region c (``count > 0`` and a finite ``mean`` V, mol m-2; a
-    non-finite ``uncertainty`` σ counts as 0). ``[:, 4 + c, k]``: Σ over the same cells of the neighbour
-    terms of region k, given as ``neighbours = (index, value)``, dims (layer, lat, lon): per cell up to
-    "layer" other regions (index, int; -1 ends a cell's list) and their term (e.g. w·H_k, mol m-2).
-    ``mean``, ``count``, ``uncertainty``: dims (time, lat, lon), numpy or dask (one graph over the chunks of
-    ``mean``; the small result is computed here). ``weight`` (unitless) and ``footprint`` (H, mol m-2 per
-    MtCO2/day): dims (lat, lon).
+    Observed cell i: ``count > 0`` and a finite ``mean`` V (mol m-2), weight ω_i = 1 / (σ_i² + floor²) with
+    σ_i the ``uncertainty`` (1σ of the cell mean, mol m-2; non-finite counts as 0). ``footprints = (index,
+    value)``, dims (layer, lat, lon): per cell up to "layer" unknowns k (int, -1 ends a cell's list) and
+    H_k(i) (mol m-2 per unit of x_k). Unknown n (the last) is the day's background offset b (H = 1 on every
+    cell). Sums: matrix[k, l] = Σ ω H_k H_l, rhs[k] = Σ ω H_k (V − background), chi2_data = Σ ω (V −
+    background)², cells = number of observed cells, coverage[c] = Σ ``weight`` over the observed cells whose
+    ``regions`` index is c (-1: none). ``mean``, ``count``, ``uncertainty``: dims (time, lat, lon), numpy or
+    dask (one graph over the chunks of ``mean``; the small result is computed here).
     """
     regions = np.asarray(regions)
     _check(tuple(mean.shape), regions)
     regions = regions.astype(np.int32, copy=False)
     weight = np.asarray(weight, dtype=np.float64)
-    footprint = np.asarray(footprint, dtype=np.float64)
-    if neighbours is None:
-        layers: list[np.ndarray] = []
-    else:
-        nb_idx, nb_wh = (np.asarray(a) for a in neighbours)
-        if nb_idx.shape != nb_wh.shape or nb_idx.shape[1:] != regions.shape:
-            raise InputError(
-                f"neighbour layers {nb_idx.shape}/{nb_wh.shape} do not match the mask {regions.shape}"
-            )
-        layers = [*nb_idx, *nb_wh]
-    kwargs: dict[str, Any] = {"background": float(background), "n": n}
-    if not any(isinstance(a, da.Array) for a in (mean, count, uncertainty)):
-        eager = _block_observed(
-            np.asarray(mean),
-            np.asarray(count),
-            np.asarray(uncertainty),
-            regions,
-            weight,
-            footprint,
-            *layers,
-            **kwargs,
+    fp_idx, fp_val = (np.asarray(a) for a in footprints)
+    if fp_idx.shape != fp_val.shape or fp_idx.shape[1:] != regions.shape:
+        raise InputError(
+            f"footprint layers {fp_idx.shape}/{fp_val.shape} do not match the mask {regions.shape}"
         )
-        return eager[:, 0, 0, :].reshape(-1, 4 + n, n)
-    lazy = da.asarray(mean)  # type: ignore[no-untyped-call]
-    chunks = lazy.chunks
-    count_l = da.asarray(count).rechunk(chunks)  # type: ignore[no-untyped-call]
-    unc_l = da.asarray(uncertainty).rechunk(chunks)  # type: ignore[no-untyped-call]
-    statics = [
-        da.from_array(a, chunks=chunks[1:])  # type: ignore[no-untyped-call]
-        for a in (regions, weight, footprint, *layers)
-    ]
-    pairs: list[Any] = []
-    for a in statics:
-        pairs += [a, "yx"]
-    parts = da.blockwise(  # type: ignore[no-untyped-call]
-        _block_observed, "tyxk",
-        lazy, "tyx", count_l, "tyx", unc_l, "tyx", *pairs,
-        new_axes={"k": (4 + n) * n}, adjust_chunks={"y": 1, "x": 1}, dtype=np.float64,
-        meta=np.empty((0, 0, 0, 0)), **kwargs,
-    )  # fmt: skip
-    result: np.ndarray = np.asarray(parts.sum(axis=(1, 2)).compute()).reshape(-1, 4 + n, n)
-    return result
+    if fp_idx.size and int(fp_idx.max()) >= n:
+        raise InputError(f"footprint layers index unknown {int(fp_idx.max())}, but n = {n}")
+    layers = [*fp_idx, *fp_val]
+    kwargs: dict[str, Any] = {"background": float(background), "floor": float(floor), "n": n}
+    if not any(isinstance(a, da.Array) for a in (mean, count, uncertainty)):
+        flat = _block_normal(
+            np.asarray(mean), np.asarray(count), np.asarray(uncertainty), regions, weight, *layers, **kwargs
+        )[:, 0, 0, :]
+    else:
+        lazy = da.asarray(mean)  # type: ignore[no-untyped-call]
+        chunks = lazy.chunks
+        count_l = da.asarray(count).rechunk(chunks)  # type: ignore[no-untyped-call]
+        unc_l = da.asarray(uncertainty).rechunk(chunks)  # type: ignore[no-untyped-call]
+        statics = [
+            da.from_array(a, chunks=chunks[1:])  # type: ignore[no-untyped-call]
+            for a in (regions, weight, *layers)
+        ]
+        pairs: list[Any] = []
+        for a in statics:
+            pairs += [a, "yx"]
+        m = n + 1
+        parts = da.blockwise(  # type: ignore[no-untyped-call]
+            _block_normal, "tyxk",
+            lazy, "tyx", count_l, "tyx", unc_l, "tyx", *pairs,
+            new_axes={"k": m * m + m + n + 2}, adjust_chunks={"y": 1, "x": 1}, dtype=np.float64,
+            meta=np.empty((0, 0, 0, 0)), **kwargs,
+        )  # fmt: skip
+        flat = np.asarray(parts.sum(axis=(1, 2)).compute())
+    m = n + 1
+    nt = flat.shape[0]
+    return NormalEquations(
+        matrix=flat[:, : m * m].reshape(nt, m, m),
+        rhs=flat[:, m * m : m * m + m],
+        coverage=flat[:, m * m + m : m * m + m + n],
+        chi2_data=flat[:, -2],
+        cells=flat[:, -1],
+    )

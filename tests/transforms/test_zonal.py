@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from transforms.errors import InputError
-from transforms.zonal import observed_sums, zonal_sums
+from transforms.zonal import normal_equations, zonal_sums
 
 
 def _case(seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
@@ -39,45 +39,49 @@ def test_zonal_sums_match_bincount_eager_and_chunked() -> None:
         np.testing.assert_allclose(lazy.compute(), expected, rtol=1e-12)
 
 
-def test_observed_sums_follow_their_definition() -> None:
+def test_normal_equations_follow_their_definition() -> None:
+    """Against a dense least-squares design matrix built cell by cell in numpy, eager and on dask chunks."""
     values, regions, n = _case(1)
     rng = np.random.default_rng(2)
     count = np.where(np.isfinite(values), rng.integers(0, 3, values.shape), 0)
     unc = np.where(rng.random(values.shape) < 0.1, np.nan, 0.1).astype(np.float32)
-    weight, foot = rng.random(regions.shape), rng.random(regions.shape)
-    ok = (count > 0) & np.isfinite(values) & (regions >= 0)[None]
-    sig2 = np.nan_to_num(unc.astype(np.float64)) ** 2
-    expected = np.stack(
-        [
-            _reference(np.where(ok, q, np.nan), regions, n)
-            for q in (
-                np.broadcast_to(weight, values.shape),
-                weight * (values.astype(np.float64) - 0.5),
-                np.broadcast_to(weight * foot, values.shape),
-                weight**2 * sig2,
-            )
-        ],
-        axis=1,
+    weight = rng.random(regions.shape)
+    # up to three unknowns per cell (a list ends at the first -1), on land and sea alike
+    fp_idx = np.stack([rng.permutation(n)[:3] for _ in range(regions.size)], axis=1).reshape(
+        3, *regions.shape
     )
-    # two neighbour layers: cells list up to two other regions (the second only where the first is set)
-    nb_idx = rng.integers(-1, n, size=(2, *regions.shape)).astype(np.int32)
-    nb_idx[1, nb_idx[0] < 0] = -1
-    nb_wh = rng.random((2, *regions.shape))
-    cross = np.zeros((values.shape[0], n, n))
+    fp_idx = fp_idx.astype(np.int16)
+    fp_idx[2, rng.random(regions.shape) < 0.5] = -1
+    fp_idx[1:, rng.random(regions.shape) < 0.2] = -1
+    fp_val = rng.random((3, *regions.shape)).astype(np.float32)
+    floor = 0.05
+    design = np.zeros((regions.size, n + 1))  # H per cell and unknown; the background column is 1
+    flat_idx, flat_val = fp_idx.reshape(3, -1), fp_val.reshape(3, -1).astype(np.float64)
+    for i in range(regions.size):
+        for layer in range(3):
+            if flat_idx[layer, i] < 0:
+                break
+            design[i, flat_idx[layer, i]] = flat_val[layer, i]
+    design[:, n] = 1.0
+    kwargs = {"regions": regions, "weight": weight, "footprints": (fp_idx, fp_val), "background": 0.5, "n": n}
+    eager = normal_equations(values, count, unc, **kwargs, floor=floor)
     for t in range(values.shape[0]):
-        for layer in range(2):
-            use = ok[t] & (nb_idx[layer] >= 0)
-            np.add.at(cross[t], (regions[use], nb_idx[layer][use]), nb_wh[layer][use])
-    kwargs = {"regions": regions, "weight": weight, "footprint": foot, "background": 0.5, "n": n}
-    eager = observed_sums(values, count, unc, **kwargs, neighbours=(nb_idx, nb_wh))
-    assert eager.shape == (values.shape[0], 4 + n, n)
-    np.testing.assert_allclose(eager[:, :4], expected, rtol=1e-10)
-    np.testing.assert_allclose(eager[:, 4:], cross, rtol=1e-10)
-    np.testing.assert_array_equal(observed_sums(values, count, unc, **kwargs)[:, 4:], 0.0)
+        ok = ((count[t] > 0) & np.isfinite(values[t])).ravel()
+        omega = 1.0 / (np.nan_to_num(unc[t].astype(np.float64)).ravel() ** 2 + floor**2)
+        h, w, v = design[ok], omega[ok], values[t].ravel()[ok].astype(np.float64) - 0.5
+        np.testing.assert_allclose(eager.matrix[t], h.T @ (w[:, None] * h), rtol=1e-10)
+        np.testing.assert_allclose(eager.rhs[t], h.T @ (w * v), rtol=1e-10)
+        assert eager.chi2_data[t] == pytest.approx(np.sum(w * v * v), rel=1e-10)
+        assert eager.cells[t] == ok.sum()
+        land = ok & (regions.ravel() >= 0)
+        cov = np.bincount(regions.ravel()[land], weights=weight.ravel()[land], minlength=n)
+        np.testing.assert_allclose(eager.coverage[t], cov, rtol=1e-10)
     chunked = [da.from_array(a, chunks=(4, 20, 20)) for a in (values, count, unc)]
     with dask.config.set(scheduler="threads"):
-        lazy = observed_sums(*chunked, **kwargs, neighbours=(nb_idx, nb_wh))
-    np.testing.assert_allclose(lazy, eager, rtol=1e-10)
+        lazy = normal_equations(*chunked, **kwargs, floor=floor)
+    np.testing.assert_allclose(lazy.matrix, eager.matrix, rtol=1e-10)
+    np.testing.assert_allclose(lazy.rhs, eager.rhs, rtol=1e-10)
+    np.testing.assert_allclose(lazy.coverage, eager.coverage, rtol=1e-10)
 
 
 def test_mismatched_shapes_say_the_fix() -> None:
