@@ -27,7 +27,8 @@ class Profile:
         phase = 2.0 * np.pi * (dates.day_of_year.to_numpy() - 15) / 365.25
         out: np.ndarray = weekly[dates.day_of_week.to_numpy()] / weekly.mean()
         seasonal: np.ndarray = 1.0 + hemisphere * self.seasonal[sector] * np.cos(phase)
-        return out * seasonal
+        factor: np.ndarray = out * seasonal
+        return factor
 
 
 #: The simulated world: weekend dips for Power, Industry and Ground Transport (Sunday ~0.8 of a weekday).
