@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from transforms.errors import EolakeError
+from transforms.products import XCO2_PRODUCTS, get_product
 
 DEFAULT_BBOX = (-5.0, 42.0, 20.0, 56.0)
 DEFAULT_START = dt.date(2020, 3, 2)
 DEFAULT_END = dt.date(2020, 3, 8)
 DEFAULT_RESOLUTION = 0.1
-PRODUCTS = ("no2",)  # products the pipeline grids today (readers exist for co and ch4 as well)
+PRODUCTS = ("no2",)  # products the emissions method uses (readers exist for co and ch4 as well)
+LAKE_PRODUCTS = ("no2", *XCO2_PRODUCTS)  # products simulate, harvest and grid handle end to end
 EARLIEST = dt.date(2018, 4, 30)
 
 
@@ -86,11 +88,23 @@ def parse_product(text: str) -> str:
     return p
 
 
+def parse_lake_product(text: str) -> str:
+    p = text.strip().lower()
+    if p not in LAKE_PRODUCTS:
+        raise argparse.ArgumentTypeError(
+            f"unknown product {text!r}: choose one of {', '.join(LAKE_PRODUCTS)}"
+        )
+    return p
+
+
 def _check_period(args: argparse.Namespace) -> None:
     if args.end < args.start:
         _fail(f"inverted date range: --start {args.start} is after --end {args.end}")
-    if args.start < EARLIEST:
-        _fail(f"--start {args.start} is before Sentinel-5P data begins ({EARLIEST})")
+    spec = get_product(getattr(args, "product", None) or "no2")
+    earliest = EARLIEST if spec.family == "s5p" else spec.mission_start
+    if args.start < earliest:
+        mission = "Sentinel-5P" if spec.family == "s5p" else spec.platform
+        _fail(f"--start {args.start} is before {mission} data begins ({earliest})")
     if (args.end - args.start).days > 3660:
         _fail("date range longer than 10 years: split it into several runs")
 
@@ -134,7 +148,9 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     from flows.simulate import simulate_archive
 
     _print_json(
-        simulate_archive(os.path.abspath(args.out), args.start, args.end, args.bbox, args.truth, args.seed)
+        simulate_archive(
+            os.path.abspath(args.out), args.start, args.end, args.bbox, args.truth, args.seed, args.product
+        )
     )
 
 
@@ -147,6 +163,10 @@ def cmd_harvest(args: argparse.Namespace) -> None:
         _check_period(args)
     elif args.days_back < 1:
         _fail(f"--days-back must be at least 1, got {args.days_back}")
+    from infra.adapters.registry import check_source
+
+    for source in args.source.split(","):
+        check_source(source.strip())  # a typo or a bad sources file: one line, before anything starts
     if args.plan:
         _print_plan(args)
         return
@@ -241,7 +261,7 @@ def cmd_grid(args: argparse.Namespace) -> None:
         args.start,
         args.end,
         lake.url,
-        args.resolution,
+        args.resolution or get_product(args.product).default_resolution,
         args.bbox,
         args.force,
         method=args.method,
@@ -307,8 +327,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="eolake", description="An open Earth-observation data lake for carbon-satellite data.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("simulate", help="write a simulated Sentinel-5P archive with a static STAC catalog")
+    s = sub.add_parser(
+        "simulate", help="write a simulated archive (any product, real format) with a STAC catalog"
+    )
     s.add_argument("--out", required=True, help="archive directory")
+    s.add_argument(
+        "--product", type=parse_lake_product, default="no2", help=f"one of {', '.join(LAKE_PRODUCTS)}"
+    )
     s.add_argument(
         "--truth", help="Carbon Monitor CSV (country,date,sector,value); default: built-in scenario"
     )
@@ -324,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a source named in the sources file (deployments/sources.yaml, e.g. cdse, planetary-computer), "
         "or a static catalog path/URL or STAC API root; several: comma-separated",
     )
-    h.add_argument("--product", type=parse_product, default="no2")
+    h.add_argument("--product", type=parse_lake_product, default="no2")
     h.add_argument(
         "--timeliness", choices=["nrti", "offl", "rpro"], help="only this processing mode (default: all)"
     )
@@ -344,8 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
     h.set_defaults(func=cmd_harvest)
 
     g = sub.add_parser("grid", help="grid harvested granules into the daily Zarr cube")
-    g.add_argument("--product", type=parse_product, default="no2")
-    g.add_argument("--resolution", type=parse_resolution, default=DEFAULT_RESOLUTION)
+    g.add_argument("--product", type=parse_lake_product, default="no2")
+    g.add_argument(
+        "--resolution",
+        type=parse_resolution,
+        default=None,
+        help="degrees (default: the product's, 0.1 for S5P, 1 for OCO-2/OCO-3/TanSat, 2 for GOSAT)",
+    )
     g.add_argument(
         "--bbox", type=parse_bbox, default=(-180.0, -90.0, 180.0, 90.0), help="W,S,E,N (default: global)"
     )

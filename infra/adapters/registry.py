@@ -162,17 +162,24 @@ def _looks_like_location(source: str) -> bool:
     return "://" in source or os.sep in source or source.endswith(".json") or os.path.exists(source)
 
 
-def open_source(source: str) -> SourceAdapter:
-    """The adapter for a configured source name, or for a STAC catalog/API given by URL or path."""
+def check_source(source: str) -> None:
+    """Raise UnknownSourceError (or SourcesFileError) unless ``source`` is configured or looks like a location;
+    reads only the sources file, so the CLI can reject a typo before starting anything."""
     sources = load_sources()
-    if source in sources:
-        config = sources[source]
-        return ADAPTER_KINDS[config.kind](config)
-    if not _looks_like_location(source):
+    if source not in sources and not _looks_like_location(source):
         raise UnknownSourceError(
             f"unknown source {source!r}: choose one of {', '.join(sorted(sources))} "
             "or give a STAC catalog/API URL or path"
         )
+
+
+def open_source(source: str) -> SourceAdapter:
+    """The adapter for a configured source name, or for a STAC catalog/API given by URL or path."""
+    check_source(source)
+    sources = load_sources()
+    if source in sources:
+        config = sources[source]
+        return ADAPTER_KINDS[config.kind](config)
     from infra.adapters.stac import StacApiAdapter, StaticCatalogAdapter
     from infra.sources import is_stac_api, resolve_source
 

@@ -83,7 +83,7 @@ class Replay:
     refresh_lifetime_s: int = 3600
     sas_lifetime_s: int = 3600
     download_delay_s: float = 0.0
-    fail_downloads: set[str] = field(default_factory=set)  # granule ids answered with 500
+    fail_downloads: set[str] = field(default_factory=set)  # granule ids whose file is missing (404)
     # server state
     _access: dict[str, float] = field(default_factory=dict)  # token -> expiry (epoch s)
     _refresh: dict[str, float] = field(default_factory=dict)
@@ -444,8 +444,8 @@ def serve_services(catalog_json: Path) -> Iterator[Replay]:
                 if replay.download_delay_s:
                     time.sleep(replay.download_delay_s)
                 if g.id in replay.fail_downloads:
-                    replay.downloads.append((g.id, 500))
-                    self._json({"detail": "Internal Server Error"}, 500)
+                    replay.downloads.append((g.id, 404))  # listed, but the file is gone
+                    self._json({"detail": "Not found"}, 404)
                     return
                 data = g.path.read_bytes()
                 replay.downloads.append((g.id, 200))
@@ -464,3 +464,23 @@ def serve_services(catalog_json: Path) -> Iterator[Replay]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def simulated_catalog(out: Path, start: str, end: str, bbox: tuple[float, float, float, float]) -> Path:
+    """A simulated Sentinel-5P archive (real netCDF granules and a static catalog) written in-process, without
+    Prefect; returns its ``catalog.json``."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from infra.archive import simulate_day, write_archive_catalog
+    from infra.scenario import load_truth
+    from transforms.truth import COLUMNS
+
+    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    truth = load_truth(None, start=first, end=last, bounds=bbox)
+    items = []
+    for day in pd.date_range(first, last, freq="D").date:
+        rows = truth[pd.to_datetime(truth["date"]).dt.date == day][list(COLUMNS)]
+        items += simulate_day(str(out), day, rows, bounds=bbox)
+    return Path(write_archive_catalog(str(out), items))

@@ -10,22 +10,18 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import requests
 
 from infra.adapters import day_window, load_sources, open_source
 from infra.adapters.registry import SourcesFileError, UnknownSourceError
 from infra.adapters.tokens import TokenCache
-from infra.archive import simulate_day, write_archive_catalog
 from infra.harvest import SourceGate, harvest_granule
 from infra.http import UpstreamAuthError
-from infra.scenario import load_truth
 from infra.settings import get_settings
 from infra.sources import redact_url, search_granules
 from infra.storage import open_lake
-from tests.fakes.services import Replay, serve_services
-from transforms.truth import COLUMNS
+from tests.fakes.services import Replay, serve_services, simulated_catalog
 
 START, END = dt.date(2020, 3, 2), dt.date(2020, 3, 3)
 BBOX = (4.0, 47.0, 12.0, 53.0)
@@ -33,13 +29,7 @@ BBOX = (4.0, 47.0, 12.0, 53.0)
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("archive")
-    truth = load_truth(None, start=START, end=END, bounds=BBOX)
-    items = []
-    for day in (START, END):
-        rows = truth[pd.to_datetime(truth["date"]).dt.date == day][list(COLUMNS)]
-        items += simulate_day(str(out), day, rows, bounds=BBOX)
-    return Path(write_archive_catalog(str(out), items))
+    return simulated_catalog(tmp_path_factory.mktemp("archive"), START.isoformat(), END.isoformat(), BBOX)
 
 
 @pytest.fixture
