@@ -1,9 +1,10 @@
 """Building the daily cubes in a lake: which granules feed a day, gridding it, writing it, committing it.
 
-Commit order: the day's shards are staged, then published into the Zarr store (transforms/cube.py's
-protocol), then the day is recorded as committed in the ledger; readers and derivations trust only committed
-days, and a day still staged (a run crashed while publishing it) is not committed until
-:func:`recover_cube` finishes it.
+Commit order: the day's shards are written into the Zarr store by transforms/cube.py's protocol (a fresh day
+in place behind an intent manifest, a re-gridded day staged then published; decision 0010), then the day is
+recorded as committed in the ledger; readers and derivations trust only committed days, and a day with a
+manifest left (a run crashed while writing it) is not committed until :func:`recover_cube` settles it
+(finished, or rolled back and re-gridded by the same run).
 """
 
 from __future__ import annotations
@@ -210,7 +211,9 @@ def write_quicklook(lake: Lake, spec: CubeSpec, day: dt.date, fields: Any, *, co
 
 
 def recover_cube(lake: Lake, spec: CubeSpec) -> list[dict[str, Any]]:
-    """Publish the days a crashed run staged but did not publish; returns their commit rows."""
+    """Settle the days a crashed run left with a manifest (staged days are published, fresh days written in
+    place are kept when complete, else rolled back to be re-gridded); returns the commit rows of the days
+    now complete."""
     records = recover_staged(zarr_store(lake, cube_key(spec)), zarr_store(lake, staging_key(spec)), spec)
     rows = [_row_from_record(r) for r in records]
     if rows:  # their quicklooks (the crashed run wrote none, or one of the previous version)
@@ -231,7 +234,8 @@ def _row_from_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def pending_days(lake: Lake, spec: CubeSpec) -> list[dt.date]:
-    """Days staged and not yet published (not committed, whatever the ledger says)."""
+    """Days with a manifest left by a crashed run: staged and not yet published, or being written in place
+    (not committed, whatever the ledger says)."""
     if not lake.fs.exists(lake.path(staging_key(spec))):
         return []
     return staged_days(zarr_store(lake, staging_key(spec), read_only=True))

@@ -7,13 +7,22 @@ ever has to be prepended) and grows forward. Days that were never gridded hold n
 Each variable's day is ONE object: a Zarr v3 shard covering the whole map (inner chunks of
 ``chunk_lat × chunk_lon`` cells, zstd-compressed), key ``<var>/c/<day index>/0/0``. Writing a day therefore
 replaces exactly four objects, each with an atomic PUT (S3) or write-and-rename (local disk), and never
-touches another day. The day protocol (:func:`write_day`):
+touches another day. The day protocol (:func:`write_day`, decision 0010, which supersedes the upload part of
+0006):
 
 1. encode the four shards in memory;
-2. stage them, then a manifest last, in a staging store (a crash here leaves the cube as it was);
-3. publish: put each shard at its key (a crash here leaves the manifest, and :func:`recover_staged` finishes
-   the job on the next run; eolake readers treat a day with a manifest as not committed);
-4. drop the staging objects. The caller then records the day as committed (the ledger), then catalogs it.
+2. a *fresh* day (none of its four objects exists: a new or back-filled day) is written in place: an intent
+   manifest (SHA-256 of each shard + the record that commits the day) goes to the staging store first, then
+   the shards to their keys, then the manifest is dropped. Every byte is uploaded once. A crash leaves the
+   manifest: eolake readers treat the day as not committed, and :func:`recover_staged` keeps the day if all
+   its objects exist (each PUT is atomic and the keys were absent, so they hold the new bytes: roll forward)
+   or deletes them (roll back to "no data"; the next run re-grids it);
+3. a day that has objects (re-gridding) is *staged*: the shards, then a manifest last, go to the staging
+   store (a crash here leaves the cube as it was); then each is published to its key (rename on local disk,
+   server-side copy on S3, a second PUT elsewhere; a crash here leaves the manifest, and
+   :func:`recover_staged` finishes the job on the next run), then the staging objects are dropped.
+
+The caller then records the day as committed (the ledger), then catalogs it.
 
 The stores are handed in (any Zarr v3 store: ``LocalStore``, ``FsspecStore`` on S3, ``MemoryStore``).
 """
@@ -332,13 +341,16 @@ def _put_all(store: Store, items: Mapping[str, bytes | None]) -> None:
 
 
 def _move_all(src: Store, dst: Store, keys: Mapping[str, str]) -> bool:
-    """Move objects from ``src`` to ``dst`` without moving their bytes through this process when both stores
-    are local directories on one file system (rename: atomic, no second write). Returns False (nothing moved)
-    when the stores do not allow it; the caller then puts the bytes."""
+    """Move objects from ``src`` to ``dst`` without moving their bytes through this process: rename when both
+    stores are local directories on one file system (atomic, no second write), server-side copy (S3
+    CopyObject: atomic at the target) when both are fsspec stores on the same object store. Returns False
+    (nothing moved) when the stores do not allow it; the caller then puts the bytes."""
     from pathlib import Path
 
+    if type(src) is zarr.storage.FsspecStore and type(dst) is zarr.storage.FsspecStore:
+        return _copy_all(src, dst, keys)
     if not (type(src) is zarr.storage.LocalStore and type(dst) is zarr.storage.LocalStore):
-        return False  # plain local stores only: a subclass may change what set() does
+        return False  # plain stores only: a subclass may change what set() does
     src_root, dst_root = Path(src.root), Path(dst.root)
     if not src_root.exists() or src_root.stat().st_dev != dst_root.stat().st_dev:
         return False
@@ -347,6 +359,32 @@ def _move_all(src: Store, dst: Store, keys: Mapping[str, str]) -> bool:
         target.parent.mkdir(parents=True, exist_ok=True)
         (src_root / s_key).replace(target)
     return True
+
+
+def _copy_all(src: Any, dst: Any, keys: Mapping[str, str]) -> bool:
+    """Server-side copies between two fsspec stores on one object store (concurrently); False when the
+    file systems differ or cannot copy."""
+    fs = src.fs
+    if fs is not dst.fs or not hasattr(fs, "_copy") or "s3" not in fs.protocol:
+        return False
+
+    async def all_() -> list[Any]:
+        return await asyncio.gather(
+            *(fs._copy(f"{src.path}/{s}", f"{dst.path}/{d}") for s, d in keys.items()),
+            return_exceptions=True,
+        )
+
+    for outcome in sync(all_()):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return True
+
+
+def _exist(store: Store, keys: list[str]) -> list[bool]:
+    async def all_() -> list[bool]:
+        return list(await asyncio.gather(*(store.exists(k) for k in keys)))
+
+    return sync(all_())
 
 
 def _sha256(data: bytes | None) -> str | None:
@@ -375,7 +413,8 @@ def stage_day(
 
 
 def staged_days(staging: Store) -> list[dt.date]:
-    """Days with a complete manifest in ``staging`` (staged, not yet published)."""
+    """Days with a manifest in ``staging``: staged and not yet published, or being written in place. Not
+    committed until :func:`recover_staged` settles them."""
 
     async def _list() -> list[str]:
         return [k async for k in staging.list_prefix("")]
@@ -384,16 +423,57 @@ def staged_days(staging: Store) -> list[dt.date]:
     return sorted(dt.date.fromisoformat(k.split("/")[0]) for k in keys if k.endswith("/manifest.json"))
 
 
-def publish_staged(store: Store, staging: Store, spec: CubeSpec, day: dt.date) -> dict[str, Any]:
-    """Put a staged day's shards at their keys in the cube, verify them against the manifest, then drop the
-    staging objects. Idempotent: re-running after a crash finishes the job. Returns the manifest's record."""
+def publish_staged(store: Store, staging: Store, spec: CubeSpec, day: dt.date) -> dict[str, Any] | None:
+    """Finish a day a crashed run left with a manifest. A staged day: put its shards at their keys in the
+    cube, verify them against the manifest, drop the staging objects, return the manifest's record. A fresh
+    day written in place: keep it (return the record) when every object matches the manifest, otherwise
+    delete its objects (the day goes back to "no data", to be re-gridded) and return None. Idempotent."""
     prefix = day.isoformat()
     raw = _get(staging, f"{prefix}/manifest.json")
     if raw is None:
         raise FileNotFoundError(f"no staged manifest for {prefix}: stage the day first")
     manifest = json.loads(raw)
     ensure_cube(store, spec, until=day)
+    if manifest.get("kind") == "in-place":
+        return _settle_in_place(store, staging, spec, day, manifest)
     return _publish(store, staging, spec, day, manifest)
+
+
+def _settle_in_place(
+    store: Store, staging: Store, spec: CubeSpec, day: dt.date, manifest: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    # The day's keys were all absent and every PUT is atomic, so an object that exists holds exactly its new
+    # bytes: the day is complete when every object the manifest names exists.
+    keys = day_keys(spec, day)
+    names = [name for name, size in manifest["objects"].items() if size is not None]
+    complete = all(_exist(store, [keys[name] for name in names]))
+    if not complete:
+        _put_all(store, {keys[name]: None for name in manifest["objects"]})
+    _put(staging, f"{day.isoformat()}/manifest.json", None)
+    record: dict[str, Any] = manifest["record"]
+    return record if complete else None
+
+
+def write_in_place(
+    store: Store,
+    staging: Store,
+    blobs: Mapping[str, bytes | None],
+    *,
+    spec: CubeSpec,
+    day: dt.date,
+    record: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Write a fresh day (none of its objects exists) straight to its keys: an intent manifest (the size of
+    each object, None for none, and ``record``), the shards, then drop the manifest. Every byte is uploaded
+    once. Returns ``record``."""
+    prefix = day.isoformat()
+    sizes = {name: None if data is None else len(data) for name, data in blobs.items()}
+    manifest = {"day": prefix, "kind": "in-place", "objects": sizes, "record": dict(record)}
+    _put(staging, f"{prefix}/manifest.json", json.dumps(manifest, default=str).encode())
+    keys = day_keys(spec, day)
+    _put_all(store, {keys[name]: data for name, data in blobs.items() if data is not None})
+    _put(staging, f"{prefix}/manifest.json", None)
+    return dict(record)
 
 
 def _publish(
@@ -462,9 +542,12 @@ def write_encoded_day(
     staging: Store | None = None,
     record: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The storage half of :func:`write_day`: stage ``blobs`` (from :func:`encode_day`), then publish them."""
+    """The storage half of :func:`write_day`: ``blobs`` (from :func:`encode_day`) written in place when the
+    day has no object yet, else staged then published."""
     ensure_cube(store, spec, until=day)
     staging = staging if staging is not None else zarr.storage.MemoryStore()
+    if not any(_exist(store, list(day_keys(spec, day).values()))):
+        return write_in_place(store, staging, blobs, spec=spec, day=day, record=record or {})
     manifest = stage_day(staging, blobs, day=day, record=record or {})
     return _publish(store, staging, spec, day, manifest, blobs)
 
@@ -479,9 +562,10 @@ def set_cube_attrs(store: Store, attrs: Mapping[str, Any]) -> None:
 
 
 def recover_staged(store: Store, staging: Store, spec: CubeSpec) -> list[dict[str, Any]]:
-    """Finish every day a crashed run staged completely but did not publish. Returns their records (to be
-    committed by the caller)."""
-    return [publish_staged(store, staging, spec, day) for day in staged_days(staging)]
+    """Finish every day a crashed run left with a manifest (:func:`publish_staged`). Returns the records of
+    the days that are now complete (to be committed by the caller); the others were rolled back."""
+    records = (publish_staged(store, staging, spec, day) for day in staged_days(staging))
+    return [r for r in records if r is not None]
 
 
 def open_cube(store: Store, *, chunks: dict[str, int] | None = None) -> xr.Dataset:

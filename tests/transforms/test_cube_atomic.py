@@ -1,6 +1,7 @@
-"""Atomic, idempotent cube days: a day is one object per variable; a crash while staging leaves the cube as it
-was, a crash while publishing is finished by the next run; re-gridding a day replaces exactly that day; the
-axis grows forward and earlier days can be back-filled."""
+"""Atomic, idempotent cube days: a day is one object per variable; a fresh day is written in place behind an
+intent manifest (a crash is rolled forward when complete, else back to "no data"); re-gridding stages the day
+(a crash while staging leaves the cube as it was, a crash while publishing is finished by the next run) and
+replaces exactly that day; the axis grows forward and earlier days can be back-filled."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from transforms.cube import (
     DATA_VARS,
     CubeSpec,
     day_keys,
+    ensure_cube,
     open_cube,
     recover_staged,
     staged_days,
@@ -53,6 +55,17 @@ class CrashingStore(zarr.storage.LocalStore):
         if self.writes == self.crash_on:
             raise OSError(f"simulated crash writing {key}")
         await super().set(key, value)
+
+
+class UndeletableStore(zarr.storage.LocalStore):
+    """A real local store whose process 'dies' (raises) when it is asked to delete an object."""
+
+    async def set(self, key, value) -> None:  # type: ignore[no-untyped-def]
+        self.keys_set = [*getattr(self, "keys_set", []), key]
+        await super().set(key, value)
+
+    async def delete(self, key: str) -> None:
+        raise OSError(f"simulated crash deleting {key}")
 
 
 def _fields(v: float) -> xr.Dataset:
@@ -153,3 +166,36 @@ def test_an_all_fill_day_removes_the_days_objects(tmp_path: Path) -> None:
     write_day(store, empty, day=D1, spec=SPEC)
     assert not any((root / k).exists() for k in day_keys(SPEC, D1).values())
     assert int(open_cube(store)["count"].sel(time=str(D1)).sum()) == 0
+
+
+def test_a_fresh_day_is_written_in_place_once_behind_an_intent_manifest(tmp_path: Path) -> None:
+    root = tmp_path / "cube.zarr"
+    store = zarr.storage.LocalStore(root)
+    staging = UndeletableStore(tmp_path / "staging")  # dies when dropping the manifest: all shards written
+    with pytest.raises(OSError, match="simulated crash deleting"):
+        write_day(store, _fields(2.0), day=D1, spec=SPEC, staging=staging, record={"granules": ["g1"]})
+    assert staging.keys_set == [f"{D1.isoformat()}/manifest.json"]  # no shard went through staging
+    assert staged_days(staging) == [D1]  # not committed for eolake readers until settled
+    plain = zarr.storage.LocalStore(tmp_path / "staging")
+    assert recover_staged(store, plain, SPEC) == [{"granules": ["g1"]}]  # complete: rolled forward
+    assert staged_days(plain) == [] and np.nanmax(_mean(store, D1)) == 2.0
+    assert recover_staged(store, plain, SPEC) == []  # idempotent
+
+
+def test_a_crash_while_writing_a_fresh_day_is_rolled_back_and_regridded(tmp_path: Path) -> None:
+    root = tmp_path / "cube.zarr"
+    ensure_cube(zarr.storage.LocalStore(root), SPEC, until=D2)
+    write_day(zarr.storage.LocalStore(root), _fields(7.0), day=D2, spec=SPEC)
+    other = _digests(root, D2)
+    staging = zarr.storage.LocalStore(tmp_path / "staging")
+    crashing = CrashingStore(root, crash_on=2)  # dies after one of the four shards
+    with pytest.raises(OSError, match="simulated crash"):
+        write_day(crashing, _fields(5.0), day=D1, spec=SPEC, staging=staging, record={"granules": ["g2"]})
+    assert staged_days(staging) == [D1]  # eolake readers treat D1 as not committed
+    store = zarr.storage.LocalStore(root)
+    assert recover_staged(store, staging, SPEC) == []  # incomplete: rolled back, not committed
+    assert staged_days(staging) == []
+    assert not any((root / k).exists() for k in day_keys(SPEC, D1).values())
+    assert np.isnan(_mean(store, D1)).all() and _digests(root, D2) == other
+    write_day(store, _fields(5.0), day=D1, spec=SPEC, staging=staging)  # the next run re-grids it
+    assert np.nanmax(_mean(store, D1)) == 5.0
