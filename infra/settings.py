@@ -7,9 +7,19 @@ Secrets are ``SecretStr`` so they never appear in logs or reprs.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from transforms.errors import EolakeError
+
+DaskBackend = Literal["local", "address", "gateway", "kubernetes"]
+GatewayAuth = Literal["basic", "jupyterhub", "kerberos"]
+
+
+class SettingsError(EolakeError):
+    """A combination of settings that cannot work together (the message names the variables to fix)."""
 
 
 class Settings(BaseSettings):
@@ -28,11 +38,45 @@ class Settings(BaseSettings):
     """S3 secret access key (falls back to ``AWS_SECRET_ACCESS_KEY``)."""
     s3_region: str | None = None
 
+    dask_backend: DaskBackend | None = None
+    """Where dask runs: ``local`` (a LocalCluster), ``address`` (the scheduler at ``EOLAKE_DASK_ADDRESS``),
+    ``gateway`` (a cluster from the Dask Gateway at ``EOLAKE_DASK_GATEWAY_ADDRESS``) or ``kubernetes`` (a
+    ``DaskCluster`` through the dask-kubernetes operator). Unset: ``address`` or ``gateway`` when that address is
+    set, else ``local``."""
     dask_address: str | None = None
-    """An existing dask scheduler (``tcp://host:8786``); unset means a LocalCluster."""
+    """An existing dask scheduler (``tcp://host:8786``)."""
     dask_workers: int = 2
+    """Workers of a local, gateway or kubernetes cluster (fixed size; see ``dask_adapt_max``)."""
     dask_threads_per_worker: int = 1
+    """Threads per worker; on Kubernetes also the worker's CPU request."""
     dask_memory_limit: str = "4GiB"
+    """Memory per worker (dask units); on Kubernetes also the worker's memory request and limit."""
+    dask_adapt_min: int | None = None
+    dask_adapt_max: int | None = None
+    """Adaptive scaling between ``dask_adapt_min`` (default 0) and ``dask_adapt_max`` workers for gateway and
+    kubernetes clusters, instead of a fixed ``dask_workers``."""
+
+    dask_gateway_address: str | None = None
+    """The Dask Gateway's HTTP(S) address (``https://gateway.example.org``)."""
+    dask_gateway_proxy_address: str | None = None
+    """The gateway's scheduler proxy (``gateway://host:8786``); unset: the gateway's default."""
+    dask_gateway_auth: GatewayAuth = "basic"
+    dask_gateway_user: str | None = None
+    """User name for ``basic`` auth (default: the OS user)."""
+    dask_gateway_token: SecretStr | None = None
+    """The password for ``basic`` auth or the JupyterHub API token for ``jupyterhub`` auth."""
+    dask_gateway_options: dict[str, str | int | float | bool] = {}
+    """Cluster options the gateway offers, as JSON: ``{"worker_cores": 2, "worker_memory": 8}``."""
+
+    dask_kubernetes_namespace: str = "eolake"
+    dask_kubernetes_image: str | None = None
+    """The scheduler and worker image (default: ``ghcr.io/eolake/eolake:<installed version>``)."""
+    dask_kubernetes_service_account: str = "eolake"
+    dask_kubernetes_s3_secret: str | None = "eolake-s3"
+    """The Secret (keys ``access-key``, ``secret-key``) the pods read ``EOLAKE_S3_KEY``/``EOLAKE_S3_SECRET``
+    from; unset: none (workload identity)."""
+    dask_kubernetes_env_secret: str | None = None
+    """A Secret whose every key becomes an environment variable of the pods (``envFrom``)."""
 
     harvest_concurrency: int = 4
     """Concurrent transfers for a source given by URL/path (configured sources set ``max_connections``)."""
@@ -55,6 +99,52 @@ class Settings(BaseSettings):
     state_dir: str | None = None
     """Where ``eolake up`` keeps PIDs, logs, generated credentials and service data (default: the user's
     data directory, e.g. ``~/.local/share/eolake``)."""
+
+    @model_validator(mode="after")
+    def _dask_combination(self) -> Settings:
+        self.resolved_dask_backend()
+        lo, hi = self.dask_adapt_min, self.dask_adapt_max
+        if lo is not None and hi is None:
+            raise SettingsError(
+                "EOLAKE_DASK_ADAPT_MIN needs EOLAKE_DASK_ADAPT_MAX (adaptive scaling's upper bound)"
+            )
+        if hi is not None:
+            if self.resolved_dask_backend() not in ("gateway", "kubernetes"):
+                raise SettingsError(
+                    "EOLAKE_DASK_ADAPT_MAX applies to gateway and kubernetes clusters; "
+                    f"the dask backend is {self.resolved_dask_backend()}"
+                )
+            if hi < 1 or (lo or 0) < 0 or (lo or 0) > hi:
+                raise SettingsError(
+                    f"EOLAKE_DASK_ADAPT_MIN={lo} and EOLAKE_DASK_ADAPT_MAX={hi}: need 0 <= min <= max and max >= 1"
+                )
+        if self.dask_gateway_auth == "jupyterhub" and self.dask_gateway_token is None:
+            raise SettingsError(
+                "EOLAKE_DASK_GATEWAY_AUTH=jupyterhub needs EOLAKE_DASK_GATEWAY_TOKEN (the API token)"
+            )
+        return self
+
+    def resolved_dask_backend(self) -> DaskBackend:
+        """The dask backend, checked against the addresses that are set."""
+        addresses = {"address": self.dask_address, "gateway": self.dask_gateway_address}
+        variables = {"address": "EOLAKE_DASK_ADDRESS", "gateway": "EOLAKE_DASK_GATEWAY_ADDRESS"}
+        given = [name for name, value in addresses.items() if value]
+        backend = self.dask_backend
+        if backend is None:
+            if len(given) > 1:
+                raise SettingsError(
+                    "both EOLAKE_DASK_ADDRESS and EOLAKE_DASK_GATEWAY_ADDRESS are set; unset one "
+                    "or choose with EOLAKE_DASK_BACKEND"
+                )
+            return "address" if given == ["address"] else "gateway" if given == ["gateway"] else "local"
+        if backend in variables and not addresses[backend]:
+            raise SettingsError(f"EOLAKE_DASK_BACKEND={backend} needs {variables[backend]}")
+        for other in given:
+            if other != backend:
+                raise SettingsError(
+                    f"{variables[other]} is set but EOLAKE_DASK_BACKEND={backend}; unset one of them"
+                )
+        return backend
 
     def resolved_state_dir(self) -> str:
         import platformdirs
