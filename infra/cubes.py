@@ -31,8 +31,8 @@ from transforms.cube import (
 )
 from transforms.grid import GridSpec
 from transforms.gridding import Method, Weighting
-from transforms.l3 import grid_granules
 from transforms.monthly import month_days, monthly_means, months_of
+from transforms.observations import grid_granules  # every product family (S5P: transforms.l3)
 from transforms.products import get_product
 from transforms.quicklook import render_quicklook
 

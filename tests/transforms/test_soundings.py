@@ -15,8 +15,7 @@ from transforms.errors import GranuleReadError
 from transforms.gosat import write_nies_l2
 from transforms.granules import format_nies_name, format_oco_lite_name, format_tansat_name, parse_granule_name
 from transforms.grid import GridSpec
-from transforms.l3 import grid_granules
-from transforms.observations import open_observations, reader_for
+from transforms.observations import grid_granules, open_observations, reader_for
 from transforms.oco import write_lite
 from transforms.products import get_product
 from transforms.s5p import open_observations as open_via_s5p
