@@ -29,10 +29,10 @@ RETRY_BUDGET = 3
 def incremental_window(
     mark: dt.datetime | None, now: dt.datetime, *, days_back: int
 ) -> tuple[dt.datetime, dt.datetime]:
-    """The sensing-time window [lo, hi) a scheduled run searches: from its last successful run's high-water
-    ``mark`` less an overlap of ``days_back`` days (granules published late, reprocessed versions), to ``now``.
-    Before the first successful run: the ``days_back`` whole days before ``now``'s day, and ``now``'s day so far.
-    After an outage the window reaches back to the mark, so nothing sensed meanwhile is missed."""
+    """The sensing-time window [lo, hi) a scheduled run searches, up to ``now``: at least the ``days_back`` whole
+    days before ``now``'s day and that day so far (granules published late, reprocessed versions), reaching
+    further back to the last successful run's high-water ``mark`` less ``days_back`` days after an outage, so
+    nothing sensed meanwhile is missed."""
     today = dt.datetime.combine(now.astimezone(dt.UTC).date(), dt.time(), dt.UTC)
     overlap = dt.timedelta(days=days_back)
     lo = today - overlap if mark is None else min(mark - overlap, today - overlap)
@@ -41,7 +41,8 @@ def incremental_window(
 
 def plan_harvest(upstream: list[UpstreamGranule], ledger: pd.DataFrame) -> list[UpstreamGranule]:
     """The granules of ``upstream`` that need fetching, given the current ledger: new ones, quarantined ones
-    within their retry budget, and ones upstream republished with other bytes (a different published SHA-256)."""
+    within their retry budget, and ones upstream republished with other bytes (a different published SHA-256,
+    or size when no checksum is published)."""
     known = {row.granule_id: row for row in ledger.itertuples(index=False)}
     todo = []
     for g in upstream:
@@ -49,15 +50,19 @@ def plan_harvest(upstream: list[UpstreamGranule], ledger: pd.DataFrame) -> list[
         if (
             row is None
             or (row.status == "quarantined" and int(row.attempts or 0) < RETRY_BUDGET)
-            or (
-                row.status == "harvested"
-                and g.sha256
-                and isinstance(row.sha256, str)
-                and g.sha256 != row.sha256
-            )
+            or (row.status == "harvested" and _changed_upstream(g, row))
         ):
             todo.append(g)
     return todo
+
+
+def _changed_upstream(g: UpstreamGranule, row: Any) -> bool:
+    """Whether upstream now publishes other bytes than the ledger holds: a different SHA-256, or (services
+    that publish only sizes, e.g. CDSE's ``file:size``) a different size."""
+    if g.sha256 and isinstance(row.sha256, str):
+        return g.sha256 != row.sha256
+    size = getattr(row, "size", None)
+    return g.size is not None and size is not None and not pd.isna(size) and int(size) != g.size
 
 
 class SourceGate:
