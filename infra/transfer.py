@@ -135,7 +135,9 @@ def fetch_granule(
     credential_hint: str = "the source's credentials",
 ) -> TransferResult:
     """Stream ``href`` into the lake at ``key``; verify; discard or quarantine on failure (see module doc).
-    Raises SourceError only when the source cannot be read at all (the caller decides whether to retry)."""
+    ``headers`` (a source's auth) go with every request; ``credential_hint`` names the setting to fix on a
+    401/403 (raised as UpstreamAuthError). Raises SourceError only when the source cannot be read at all (the
+    caller decides whether to retry)."""
     final = lake.path(key)
     target: _LocalTarget | _S3Target = (
         _LocalTarget(lake, final) if lake.protocol == "file" else _S3Target(lake, final, part_size)
