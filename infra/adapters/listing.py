@@ -49,7 +49,7 @@ class ListingAdapter:
     def _roots(self, product: str) -> list[str]:
         base = self.config.url.rstrip("/") + "/"
         subs = self.config.collections_for(product) or [""]
-        return [urljoin(base, s.strip("/") + "/") if s else base for s in subs]
+        return [base + s.strip("/") + "/" if s.strip("/") else base for s in subs]
 
     def search(
         self, product: str, start: dt.datetime, end: dt.datetime, *, timeliness: str | None = None
@@ -108,7 +108,9 @@ class ListingAdapter:
             fs, path = fsspec.core.url_to_fs(root)
             found = fs.find(path, maxdepth=MAX_DEPTH, detail=True)
         except FileNotFoundError:
-            return
+            raise SourceError(
+                f"listing {redact_url(root)} ({self.name}) not found: check the source's url"
+            ) from None
         except Exception as exc:
             raise SourceError(
                 f"listing {redact_url(root)} ({self.name}) failed: {type(exc).__name__}: {exc}"

@@ -302,3 +302,37 @@ def test_directory_listings_over_http_and_on_a_file_system_find_every_granule(
     later = day_window(dt.date(2021, 1, 1), dt.date(2021, 1, 2))
     assert search_granules(open_source("mirror-http"), product="no2", start=later[0], end=later[1]) == []
     assert open_source("mirror-http").max_connections == 2
+
+
+def test_an_s3_prefix_listing_finds_every_granule_with_its_size_and_harvests_it(
+    archive: Path, s3_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import s3fs
+
+    for k, v in s3_server.env.items():
+        monkeypatch.setenv(k, v)
+    fs = s3fs.S3FileSystem(endpoint_url=s3_server.env["AWS_ENDPOINT_URL"])
+    fs.mkdir("mirror")
+    files = sorted(archive.parent.rglob("*.nc"))
+    for f in files:
+        fs.put(str(f), f"mirror/tansat-like/{f.parent.name}/{f.name}")
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        "sources:\n  bucket:\n    kind: listing\n    url: s3://mirror/\n    collections: {no2: tansat-like}\n"
+    )
+    monkeypatch.setenv("EOLAKE_SOURCES_FILE", str(path))
+    get_settings.cache_clear()
+    try:
+        adapter = open_source("bucket")
+        found = search_granules(adapter, product="no2", start=WINDOW[0], end=WINDOW[1])
+    finally:
+        get_settings.cache_clear()
+    assert [f"{g.granule_id}.nc" for g in found] == sorted(f.name for f in files)
+    assert [g.size for g in found] == [
+        next(f for f in files if f.name == f"{g.granule_id}.nc").stat().st_size for g in found
+    ]
+    assert all(g.href.startswith("s3://mirror/tansat-like/") for g in found)
+    row = harvest_granule(
+        found[0], open_lake(str(tmp_path / "lake")), source="bucket", gate=SourceGate(adapter)
+    )
+    assert row["status"] == "harvested" and row["size"] == found[0].size
