@@ -32,7 +32,8 @@ def _quantity(size: str) -> str:
 
 
 def _env(settings: Settings) -> list[dict[str, Any]]:
-    """Plain settings as values; the S3 credentials as ``secretKeyRef`` (never the values this process has)."""
+    """The workers' environment: plain settings as values; the S3 credentials as ``secretKeyRef`` (never
+    the values this process has)."""
     env: list[dict[str, Any]] = [{"name": "EOLAKE_LAKE", "value": settings.lake}]
     for name, value in (
         ("EOLAKE_S3_ENDPOINT_URL", settings.s3_endpoint_url),
@@ -47,13 +48,6 @@ def _env(settings: Settings) -> list[dict[str, Any]]:
     return env
 
 
-def _container(name: str, image: str, args: list[str], settings: Settings) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": name, "image": image, "args": args, "env": _env(settings)}
-    if settings.dask_kubernetes_env_secret:
-        container["envFrom"] = [{"secretRef": {"name": settings.dask_kubernetes_env_secret}}]
-    return container
-
-
 def cluster_name() -> str:
     """A fresh name per run (the operator names the scheduler's Service ``<name>-scheduler``)."""
     return f"eolake-{secrets.token_hex(4)}"
@@ -66,27 +60,28 @@ def dask_cluster_spec(settings: Settings, *, name: str) -> dict[str, Any]:
     image = settings.dask_kubernetes_image or default_image()
     memory = _quantity(settings.dask_memory_limit)
     threads = settings.dask_threads_per_worker
-    worker = _container(
-        "worker",
-        image,
-        [
+    worker: dict[str, Any] = {
+        "name": "worker",
+        "image": image,
+        "args": [
             "dask", "worker",
             "--name", "$(DASK_WORKER_NAME)",
             "--nthreads", str(threads),
             "--memory-limit", str(parse_bytes(settings.dask_memory_limit)),
             "--dashboard-address", str(WORKER_DASHBOARD_PORT),
         ],
-        settings,
-    )  # fmt: skip
+        "env": _env(settings),  # the workers run the tasks: they alone read the lake
+    }  # fmt: skip
+    if settings.dask_kubernetes_env_secret:
+        worker["envFrom"] = [{"secretRef": {"name": settings.dask_kubernetes_env_secret}}]
     worker["resources"] = {"requests": {"cpu": str(threads), "memory": memory}, "limits": {"memory": memory}}
     worker["ports"] = [{"name": "http-dashboard", "containerPort": WORKER_DASHBOARD_PORT, "protocol": "TCP"}]
-    scheduler = _container(
-        "scheduler",
-        image,
-        ["dask", "scheduler", "--host", "0.0.0.0", "--port", str(SCHEDULER_PORT),
-         "--dashboard-address", str(DASHBOARD_PORT)],
-        settings,
-    )  # fmt: skip
+    scheduler: dict[str, Any] = {
+        "name": "scheduler",
+        "image": image,
+        "args": ["dask", "scheduler", "--host", "0.0.0.0", "--port", str(SCHEDULER_PORT),
+                 "--dashboard-address", str(DASHBOARD_PORT)],
+    }  # fmt: skip
     scheduler["ports"] = [
         {"name": "tcp-comm", "containerPort": SCHEDULER_PORT, "protocol": "TCP"},
         {"name": "http-dashboard", "containerPort": DASHBOARD_PORT, "protocol": "TCP"},

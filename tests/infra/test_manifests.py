@@ -1,6 +1,8 @@
 """The cluster manifests, compose file, Dockerfile and Kubernetes deployments cannot run here, so they are
-checked: they parse, validate against the Kubernetes schemas (offline), pin their images to the versions the
-project pins, use the settings' environment variables, agree on names and ports, and hold no secrets."""
+checked: they parse, validate against the Kubernetes schemas (offline; the DaskCluster against the
+dask-kubernetes CRD), pin their images to the versions the project pins, use the settings' environment
+variables, agree on names and ports with each other and with the DaskCluster the kubernetes backend
+generates, grant that backend what it does, and hold no secrets."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from infra.dask_cluster import dask_cluster_spec
 from infra.settings import Settings
+from tests.infra.dask_crd import validate_dask_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "infra" / "k8s"
@@ -70,9 +74,8 @@ def test_kustomization_lists_every_manifest() -> None:
 @pytest.mark.parametrize(("name", "doc"), _docs(), ids=lambda x: x if isinstance(x, str) else x["kind"])
 def test_manifest_validates(name: str, doc: dict[str, Any]) -> None:
     assert doc["metadata"]["name"] and doc["apiVersion"] and doc["kind"]
-    if doc["apiVersion"].startswith("kubernetes.dask.org"):  # a CRD: check its shape by hand
-        assert doc["kind"] == "DaskCluster"
-        assert doc["spec"]["scheduler"]["spec"]["containers"] and doc["spec"]["worker"]["spec"]["containers"]
+    if doc["apiVersion"].startswith("kubernetes.dask.org"):  # against the operator's CRD schema
+        validate_dask_cluster(doc)
         return
     kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
@@ -162,3 +165,53 @@ def test_dockerfile_copies_what_exists_and_installs_locked() -> None:
     assert "uv sync --locked" in text
     for src in re.findall(r"^COPY (\S+)", text, flags=re.M):
         assert (REPO / src).exists(), src
+
+
+def test_static_dask_cluster_matches_the_generated_one() -> None:
+    """infra/k8s/dask-cluster.yaml (the long-lived cluster) and the per-run cluster of the kubernetes backend
+    (infra/dask_cluster.py) run the same image, read the same Secret the same way, and expose the same ports."""
+    static = {(d["kind"], d["metadata"]["name"]): d for _, d in _docs()}[("DaskCluster", "eolake")]
+    generated = dask_cluster_spec(
+        Settings(dask_backend="kubernetes", lake="s3://eolake/lake", s3_endpoint_url="http://minio:9000"),
+        name="eolake",
+    )
+    for part in ("scheduler", "worker"):
+        (s,) = static["spec"][part]["spec"]["containers"]
+        (g,) = generated["spec"][part]["spec"]["containers"]
+        assert s["image"] == g["image"]
+        assert [(p["name"], p["containerPort"]) for p in s["ports"]] == [
+            (p["name"], p["containerPort"]) for p in g["ports"]
+        ]
+        assert _env(s) == _env(g), part  # the workers: the same Secret references; the scheduler: none
+        assert static["spec"][part]["spec"].get("serviceAccountName", "eolake") == "eolake"
+    assert static["spec"]["scheduler"]["service"] == generated["spec"]["scheduler"]["service"]
+
+
+def test_the_service_account_may_run_the_kubernetes_backend() -> None:
+    """What dask-kubernetes' KubeCluster does as the flow run's service account, per resource: create,
+    watch, scale and delete its DaskCluster (a DaskAutoscaler when adaptive), wait for the scheduler's Pod and
+    Service, read the Pod's log when it crashes."""
+    needs = {
+        ("kubernetes.dask.org", "daskclusters"): {"create", "get", "list", "watch", "patch", "delete"},
+        ("kubernetes.dask.org", "daskworkergroups"): {"get", "list", "patch"},
+        ("kubernetes.dask.org", "daskautoscalers"): {"create", "get", "patch", "delete"},
+        ("", "pods"): {"get", "list", "watch"},
+        ("", "pods/log"): {"get"},
+        ("", "services"): {"get", "list", "watch"},
+    }
+    docs = [d for _, d in _docs()]
+    bound = {
+        d["roleRef"]["name"]
+        for d in docs
+        if d["kind"] == "RoleBinding"
+        and {"kind": "ServiceAccount", "name": "eolake", "namespace": "eolake"} in d["subjects"]
+    }
+    granted: dict[tuple[str, str], set[str]] = {}
+    for d in docs:
+        if d["kind"] == "Role" and d["metadata"]["name"] in bound:
+            for rule in d["rules"]:
+                for group in rule["apiGroups"]:
+                    for resource in rule["resources"]:
+                        granted.setdefault((group, resource), set()).update(rule["verbs"])
+    missing = {k: v - granted.get(k, set()) for k, v in needs.items() if v - granted.get(k, set())}
+    assert not missing, f"service account eolake lacks {missing}"
