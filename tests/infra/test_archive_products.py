@@ -1,0 +1,73 @@
+"""The simulated archive writes every XCO2 product in its real format: one daily file per product, readable by
+the product's reader, with flags, fills and clouds as documented; one collection per product; valid items."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pystac
+import pytest
+
+from catalog.validation import validate_stac
+from infra.archive import UPSTREAM_COLLECTIONS, simulate_day, write_archive_catalog
+from infra.scenario import load_truth
+from infra.sources import find_granules
+from transforms.errors import InputError
+from transforms.granules import parse_granule_name
+from transforms.observations import open_observations
+from transforms.simulation import XCO2_BACKGROUND_PPM
+
+BBOX = (-5.0, 42.0, 20.0, 56.0)
+DAY = dt.date(2020, 3, 2)
+XCO2 = ("oco2-xco2", "oco3-xco2", "acos-xco2", "gosat-xco2", "tansat-xco2")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict]]:
+    out = tmp_path_factory.mktemp("archive")
+    truth = load_truth(None, start=DAY, end=DAY, bounds=BBOX)
+    rows = truth[pd.to_datetime(truth["date"]).dt.date == DAY]
+    items = {}
+    for product in XCO2:
+        (item,) = simulate_day(str(out), DAY, rows, bounds=BBOX, product=product)
+        items[product] = item
+    write_archive_catalog(str(out), list(items.values()))
+    return out, items
+
+
+@pytest.mark.parametrize("product", XCO2)
+def test_each_product_is_written_in_its_format(archive: tuple[Path, dict[str, dict]], product: str) -> None:
+    _, items = archive
+    item = items[product]
+    href = item["assets"][product]["href"]
+    name = parse_granule_name(href)
+    assert name.product == product and name.start.date() == DAY
+    obs = open_observations(href, product=product, corners=False)
+    t = obs["time"].values.astype("datetime64[D]")
+    assert (t == np.datetime64(DAY)).all()  # a daily file holds that UTC day only
+    value = obs["value"].values
+    good = obs["qa"].values == 1.0
+    assert good.any() and np.isfinite(value[good]).all()
+    assert abs(float(np.nanmean(value[good])) - XCO2_BACKGROUND_PPM) < 3.0
+    if product == "gosat-xco2":  # NIES files hold only screened soundings: no cloudy ones
+        assert "quality_flag" not in obs
+    else:
+        assert set(np.unique(obs["quality_flag"].values)) == {0, 1}  # clouds and failures are flagged
+    validate_stac(pystac.Item.from_dict(item))
+
+
+def test_one_collection_per_product_and_harvest_finds_them(archive: tuple[Path, dict[str, dict]]) -> None:
+    out, _ = archive
+    catalog = pystac.Catalog.from_file(str(out / "catalog.json"))
+    assert {c.id for c in catalog.get_children()} == {UPSTREAM_COLLECTIONS[p] for p in XCO2}
+    for product in XCO2:
+        (g,) = find_granules(str(out / "catalog.json"), product=product, start=DAY, end=DAY)
+        assert g.name.product == product and g.sha256 and g.size
+
+
+def test_unknown_product_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="simulator writes"):
+        simulate_day(str(tmp_path), DAY, pd.DataFrame(), bounds=BBOX, product="co")
