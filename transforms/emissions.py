@@ -439,6 +439,23 @@ def inversion_grid(grid: GridSpec, *, smoothing_km: float = DEFAULT_SMOOTHING_KM
     return padded
 
 
+#: Sources are modelled on a grid this many times finer than the cube (per axis) while that grid stays under
+#: :data:`_MAX_SOURCE_CELLS` cells: a proxy rasterised at the cube's resolution moves sources near borders
+#: by up to half a cell, and for a country of a few dozen cells (Luxembourg) that moves its level.
+SOURCE_SUPERSAMPLING = 2
+_MAX_SOURCE_CELLS = 4_000_000
+
+
+def _source_grid(padded: GridSpec) -> GridSpec:
+    """The grid sources are modelled on: ``padded`` supersampled by :data:`SOURCE_SUPERSAMPLING`, or
+    ``padded`` itself when that would exceed :data:`_MAX_SOURCE_CELLS` (global grids)."""
+    f = SOURCE_SUPERSAMPLING
+    n_lat, n_lon = padded.shape
+    if f <= 1 or n_lat * n_lon * f * f > _MAX_SOURCE_CELLS:
+        return padded
+    return GridSpec(padded.resolution / f, padded.bounds)
+
+
 def _crop(padded: GridSpec, grid: GridSpec) -> tuple[slice, slice]:
     """Rows and columns of ``padded`` that make up ``grid``."""
     res = grid.resolution
@@ -465,12 +482,15 @@ def _footprints(
     reff: np.ndarray,
     sigma_km: float,
     crop: tuple[slice, slice],
+    factor: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per unknown country k (``compact``: its index 0..p-1 per cell of ``padded``, -1 none; ``weight`` its
     NOx-weighted proxy there; ``reff`` its NOx/CO2 ratio), the column enhancement H_k 1 MtCO2/day of its
-    observable sectors makes on each cell of the domain ``crop`` of ``padded``, wherever the cell lies
-    (its own land, a neighbour's, the sea), as sparse layers (index, value), dims (layer, lat, lon) of the
-    domain, values mol m-2 per MtCO2/day; a cell lists the k whose H_k there exceeds 0.1% of H_k's peak.
+    observable sectors makes on each cell of the domain, wherever the cell lies (its own land, a
+    neighbour's, the sea), as sparse layers (index, value), dims (layer, lat, lon) of the domain, values
+    mol m-2 per MtCO2/day; a cell lists the k whose H_k there exceeds 0.1% of H_k's peak. ``padded`` may be
+    ``factor`` times finer than the domain (sources placed to a fraction of a cell): H_k is then the mean
+    over each cell's factor × factor sub-cells, and ``crop`` is in the domain's (coarse) cells.
     """
     p = int(compact.max()) + 1 if compact.size and compact.max() >= 0 else 0
     area = padded.cell_area_km2()
@@ -478,7 +498,7 @@ def _footprints(
     n_lat, n_lon = padded.shape
     rows, cols = crop
     dom_shape = (rows.stop - rows.start, cols.stop - cols.start)
-    dom_ids = np.full(padded.shape, -1, dtype=np.int64)
+    dom_ids = np.full((n_lat // factor, n_lon // factor), -1, dtype=np.int64)
     dom_ids[rows, cols] = np.arange(dom_shape[0] * dom_shape[1]).reshape(dom_shape)
     is_global = padded.is_global
     r_lat = math.ceil(4.0 * sigma_km / (_KM_PER_DEGREE * padded.resolution)) + 1
@@ -493,10 +513,14 @@ def _footprints(
         c0, c1 = cc.min() - r_lon, cc.max() + r_lon + 1
         periodic = is_global and (c0 < 0 or c1 > n_lon)
         c0, c1 = (0, n_lon) if periodic else (max(c0, 0), min(c1, n_lon))
+        r0, c0 = r0 // factor * factor, c0 // factor * factor  # whole coarse cells
+        r1, c1 = -(-r1 // factor) * factor, -(-c1 // factor) * factor
         win = (slice(r0, r1), slice(c0, c1))
         src = np.where(compact[win] == k, weight[win], 0.0) / area[win]
         h = COLUMN_PER_NOX_DENSITY * reff[k] * _smooth(src, lat[r0:r1], padded.resolution, sigma_km, periodic)
-        ids = dom_ids[win]
+        if factor > 1:
+            h = h.reshape(h.shape[0] // factor, factor, h.shape[1] // factor, factor).mean(axis=(1, 3))
+        ids = dom_ids[r0 // factor : r1 // factor, c0 // factor : c1 // factor]
         keep = (ids >= 0) & (h > 1e-3 * float(h.max()))
         found.append((ids[keep], np.full(int(keep.sum()), k), h[keep]))
     cells = np.concatenate([f[0] for f in found]) if found else np.zeros(0, dtype=np.int64)
@@ -676,7 +700,20 @@ def derive_emissions(
     compact = np.full(n + 1, -1, dtype=np.int32)  # mask index → position in ``unknown`` (-1: none)
     compact[unknown] = np.arange(unknown.size, dtype=np.int32)
     regions = np.where(land, compact[np.where(land, values, n)], -1).astype(np.int32)
-    fp = _footprints(padded, regions, weight, reff[unknown], smoothing_km, crop)
+    fine = _source_grid(padded)
+    if fine == padded:
+        fp = _footprints(padded, regions, weight, reff[unknown], smoothing_km, crop)
+    else:  # the sources on a finer grid: the same countries, placed to a fraction of a cell
+        fine_mask = country_mask(fine)
+        fine_values = fine_mask.values
+        fine_land = (fine_values >= 0) & (compact[np.where(fine_values >= 0, fine_values, n)] >= 0)
+        p_fine = _proxy_array(sector_proxies(fine, fine_mask), fine, NO2_OBSERVABLE_SECTORS)
+        fine_weight = np.zeros(fine.shape)
+        for j in range(len(NO2_OBSERVABLE_SECTORS)):
+            fine_weight[fine_land] += nox_share[fine_values[fine_land], j] * p_fine[j][fine_land]
+        fine_regions = np.where(fine_land, compact[np.where(fine_land, fine_values, n)], -1).astype(np.int32)
+        factor = round(padded.resolution / fine.resolution)
+        fp = _footprints(fine, fine_regions, fine_weight, reff[unknown], smoothing_km, crop, factor)
     normal = normal_equations(
         cube["mean"].data,
         cube["count"].data,
