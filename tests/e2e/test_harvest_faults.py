@@ -1,6 +1,7 @@
-"""Harvest against a faulty upstream: 5xx, 429 with Retry-After, connections cut mid-body and slow answers are
-retried until the bytes arrive intact; a scrambled file is quarantined; refused credentials stop the source
-with a message naming the credential, without retries. Nothing is lost or duplicated."""
+"""Harvest against a faulty upstream: 5xx, 429 with Retry-After, connections cut mid-body (resumed with range
+requests) and slow answers are retried until the bytes arrive intact; a scrambled file is quarantined (its bytes
+discarded); refused credentials stop the source with a message naming the credential, without retries. Nothing
+is lost or duplicated."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def test_transient_faults_are_retried_and_corruption_quarantined(cli, tmp_path: 
     names = sorted(p.name for p in archive.rglob("*.nc"))
     assert len(names) >= 2
     faults = {
-        names[0]: ["503", "429:1", "cut", "slow:1"],
+        names[0]: ["503", "429:1", "cut", "cut@1000", "slow:1"],
         names[1]: ["500", "cut", "corrupt", "corrupt", "corrupt", "corrupt", "corrupt"],
     }
     lake = tmp_path / "lake"
@@ -32,6 +33,7 @@ def test_transient_faults_are_retried_and_corruption_quarantined(cli, tmp_path: 
     assert (
         ledger.loc[second, "status"] == "quarantined" and "checksum mismatch" in ledger.loc[second, "reason"]
     )
+    assert pd.isna(ledger.loc[second, "key"])  # bytes that fail the checksum are not kept
     assert f"quarantined {second}" in out
     assert len(ledger) == len(names) and ledger.index.is_unique
     assert not list((lake / "raw").rglob(names[1])) and not list((lake / "raw" / ".partial").glob("*"))
