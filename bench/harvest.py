@@ -1,0 +1,381 @@
+"""Harvest benchmark (not a test): transfer throughput against a plain copy, and a no-op re-run at 10,000 granules.
+
+1. Throughput. ``--days`` of simulated S5P NO2 granules (~5–9 MB each over the default domain) are served by the
+   fake upstream (``tests/fakes/upstream.py``: a STAC API and file server on 127.0.0.1). Each round copies all of
+   them, one at a time, four ways, and reports wall-clock MB/s:
+
+   - local plain: ``requests`` streaming each body to a file (no checks);
+   - local eolake: ``infra.harvest.harvest_granule`` (streamed to ``raw/.partial``, SHA-256, size and checksum
+     checked against the STAC item, opened with the product reader, fsynced, renamed);
+   - S3 plain: the same body streamed to a local temporary file, then ``s3fs.put`` to the real S3 server
+     (``rclone serve s3``, started here and stopped by PID); also reported: streaming the body straight into
+     ``s3fs`` ``open('wb')`` (a plain multipart upload);
+   - S3 eolake: ``harvest_granule`` into an ``s3://`` lake (a multipart upload to the final key, verified before
+     it is completed, then opened with the reader).
+
+   Ratio = eolake MB/s / plain MB/s in the same round (goal ≥ 0.8); the order of the four alternates by round.
+
+2. No-op re-run. A catalog of ``--noop-items`` (default 10,000) granule items (synthetic names and footprints,
+   nothing to download), served as a STAC API by the same fake upstream and also written as a static catalog;
+   a ledger pre-populated with a harvested row for each. Measured in this process: the upstream listing
+   (``find_granules``), reading the ledger, ``plan_harvest`` (must plan nothing); and as whole processes:
+   ``eolake harvest --plan`` and ``eolake harvest`` (the real flow, against a Prefect server started here), with
+   the interpreter-and-import cost of ``eolake --help`` for reference. Goal: under 5 s end to end.
+
+Run: ``PYTHONPATH=. uv run python bench/harvest.py [--days 3] [--rounds 3] [--noop-items 10000]
+[--skip throughput noop]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from infra.archive import simulate_day, write_archive_catalog  # noqa: E402
+from infra.harvest import harvest_granule, plan_harvest  # noqa: E402
+from infra.ledger import read_granules, upsert_granules  # noqa: E402
+from infra.scenario import load_truth  # noqa: E402
+from infra.settings import Settings  # noqa: E402
+from infra.sources import UpstreamGranule, find_granules  # noqa: E402
+from infra.storage import Lake, open_lake  # noqa: E402
+from tests.fakes.upstream import serve_upstream  # noqa: E402
+from transforms.s5p import open_observations  # noqa: E402
+
+BBOX = (-10.0, 35.0, 30.0, 65.0)
+FIRST_DAY = dt.date(2020, 3, 2)
+
+
+# --- 1. throughput -------------------------------------------------------------------------------------------
+
+
+def _simulate(out: Path, days: int) -> None:
+    items: list[dict[str, Any]] = []
+    for i in range(days):
+        day = FIRST_DAY + dt.timedelta(days=i)
+        truth = load_truth(None, start=day, end=day, bounds=BBOX)
+        items += simulate_day(str(out), day, truth, bounds=BBOX)
+    write_archive_catalog(str(out), items)
+
+
+def _plain_to_file(href: str, path: Path) -> int:
+    n = 0
+    with requests.get(href, stream=True, timeout=60) as r, path.open("wb") as f:
+        r.raise_for_status()
+        for block in r.iter_content(chunk_size=2**20):
+            f.write(block)
+            n += len(block)
+    return n
+
+
+def _timed(fn: Callable[[], int]) -> tuple[float, int]:
+    t = time.perf_counter()
+    n = fn()
+    return time.perf_counter() - t, n
+
+
+def _fresh_local(root: Path) -> Path:
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    return root
+
+
+def throughput(tmp: Path, *, days: int, rounds: int, s3_settings: Settings) -> list[dict[str, float]]:
+    archive = tmp / "archive"
+    t = time.perf_counter()
+    _simulate(archive, days)
+    print(f"simulated {days} day(s) in {time.perf_counter() - t:.1f} s")
+    results = []
+    with serve_upstream(archive / "catalog.json") as api:
+        end = FIRST_DAY + dt.timedelta(days=days - 1)
+        granules = find_granules(api, product="no2", start=FIRST_DAY, end=end)
+        total = sum(g.size or 0 for g in granules)
+        print(f"{len(granules)} granules, {total / 1e6:.1f} MB per copy")
+
+        def local_plain() -> int:
+            out = _fresh_local(tmp / "plain")
+            return sum(_plain_to_file(g.href, out / g.name.filename) for g in granules)
+
+        def local_eolake() -> int:
+            lake = open_lake(str(_fresh_local(tmp / "lake")))
+            return _harvest_all(granules, lake, api)
+
+        fs = open_lake("s3://plain/x", settings=s3_settings).fs
+
+        def s3_plain_put() -> int:
+            spool = _fresh_local(tmp / "spool")
+            root = f"plain/put-{secrets.token_hex(3)}"
+            n = 0
+            for g in granules:
+                path = spool / g.name.filename
+                n += _plain_to_file(g.href, path)
+                fs.put(str(path), f"{root}/{g.name.filename}")
+                path.unlink()
+            return n
+
+        def s3_plain_stream() -> int:
+            root = f"plain/stream-{secrets.token_hex(3)}"
+            n = 0
+            for g in granules:
+                with (
+                    requests.get(g.href, stream=True, timeout=60) as r,
+                    fs.open(f"{root}/{g.name.filename}", "wb", block_size=16 * 2**20) as f,
+                ):
+                    for block in r.iter_content(chunk_size=2**20):
+                        f.write(block)
+                        n += len(block)
+            return n
+
+        upstream_files = {p.name: p for p in archive.rglob("*.nc")}
+
+        def reader_check() -> int:
+            """The product-reader pass that eolake's check makes, alone, over the upstream files."""
+            for g in granules:
+                open_observations(str(upstream_files[g.name.filename]), product="no2").close()
+            return total
+
+        def s3_eolake() -> int:
+            lake = open_lake(f"s3://lake-{secrets.token_hex(3)}/lake", settings=s3_settings)
+            return _harvest_all(granules, lake, api)
+
+        cases = {
+            "local plain": local_plain,
+            "local eolake": local_eolake,
+            "s3 plain put": s3_plain_put,
+            "s3 plain stream": s3_plain_stream,
+            "s3 eolake": s3_eolake,
+            "reader check": reader_check,
+        }
+        _harvest_all(granules[:1], open_lake(str(_fresh_local(tmp / "warm"))), api)  # imports, connections
+        for r in range(rounds):
+            order = list(cases) if r % 2 == 0 else list(reversed(cases))
+            secs: dict[str, float] = {}
+            for name in order:
+                secs[name], n = _timed(cases[name])
+                assert n == total, f"{name} copied {n} of {total} bytes"
+            mbps = {k: total / 1e6 / v for k, v in secs.items()}
+            # eolake's time less the reader pass it contains: the transfer itself (stream, hash, verify, commit)
+            bare = {k: total / 1e6 / (secs[k] - secs["reader check"]) for k in ("local eolake", "s3 eolake")}
+            row = {
+                **mbps,
+                "local ratio": mbps["local eolake"] / mbps["local plain"],
+                "s3 ratio (vs put)": mbps["s3 eolake"] / mbps["s3 plain put"],
+                "s3 ratio (vs stream)": mbps["s3 eolake"] / mbps["s3 plain stream"],
+                "local ratio excl. reader": bare["local eolake"] / mbps["local plain"],
+                "s3 ratio excl. reader (put)": bare["s3 eolake"] / mbps["s3 plain put"],
+            }
+            results.append(row)
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()))
+    return results
+
+
+def _harvest_all(granules: list[UpstreamGranule], lake: Lake, source: str) -> int:
+    n = 0
+    for g in granules:
+        row = harvest_granule(g, lake, source=source)
+        assert row["status"] == "harvested", row["reason"]
+        n += int(row["size"])
+    return n
+
+
+# --- 2. no-op re-run -----------------------------------------------------------------------------------------
+
+
+def _synthetic_items(n: int, dummy: Path) -> list[dict[str, Any]]:
+    """``n`` NO2 granule items, 14 orbits a day from 2019-01-01, each pointing at its own (absent) file."""
+    from catalog.items import create_granule_item
+    from transforms.granules import format_granule_name, parse_granule_name
+
+    t0 = dt.datetime(2019, 1, 1, tzinfo=dt.UTC)
+    orbit_s = 86400 / 14
+    geometry = {"type": "Polygon", "coordinates": [[[4, 47], [12, 47], [12, 53], [4, 53], [4, 47]]]}
+    items = []
+    for i in range(n):
+        start = t0 + dt.timedelta(seconds=i * orbit_s)
+        filename = format_granule_name(
+            "no2",
+            start=start,
+            end=start + dt.timedelta(seconds=orbit_s),
+            orbit=6000 + i,
+            mode="OFFL",
+            collection="02",
+            processor_version="020400",
+        )
+        sha = hashlib.sha256(filename.encode()).hexdigest()
+        item = create_granule_item(
+            parse_granule_name(filename),
+            href=str(dummy / filename),
+            geometry=geometry,
+            bbox=[4, 47, 12, 53],
+            size=500_000_000,
+            checksum_sha256=sha,
+        )
+        items.append(item.to_dict(include_self_link=False, transform_hrefs=False))
+    return items
+
+
+def _ledger_rows(granules: list[UpstreamGranule], source: str) -> list[dict[str, Any]]:
+    now = dt.datetime.now(dt.UTC)
+    rows = []
+    for g in granules:
+        name = g.name
+        rows.append(
+            {
+                "granule_id": name.id,
+                "product": name.product,
+                "mode": name.mode,
+                "processor_version": name.processor_version,
+                "orbit": name.orbit,
+                "acquisition": "/".join(str(p) for p in name.acquisition_key if p is not None),
+                "start": name.start,
+                "end": name.end,
+                "key": f"raw/s5p/no2/{name.start:%Y/%m/%d}/{name.filename}",
+                "size": g.size,
+                "sha256": g.sha256,
+                "status": "harvested",
+                "reason": None,
+                "source": source,
+                "source_href": g.href,
+                "attempts": 1,
+                "updated": now,
+            }
+        )
+    return rows
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    secs = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        )
+    return secs, proc
+
+
+def noop(tmp: Path, *, n: int, rounds: int, prefect: bool) -> dict[str, list[float]]:
+    archive = tmp / "noop-archive"
+    t = time.perf_counter()
+    items = _synthetic_items(n, archive / "data")
+    write_archive_catalog(str(archive), items)
+    print(f"wrote a static catalog of {n} items in {time.perf_counter() - t:.1f} s")
+    last = dt.date.fromisoformat(items[-1]["properties"]["end_datetime"][:10])
+    period = ["--start", "2019-01-01", "--end", last.isoformat()]
+    times: dict[str, list[float]] = {}
+
+    def note(key: str, secs: float) -> None:
+        times.setdefault(key, []).append(secs)
+
+    lake_dir = tmp / "noop-lake"
+    lake = open_lake(str(lake_dir))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EOLAKE_"))}
+    env["PYTHONPATH"] = str(REPO)
+    cli = [sys.executable, "-m", "flows.cli"]
+    server = None
+    with serve_upstream(archive / "catalog.json") as api:
+        t = time.perf_counter()
+        upstream = find_granules(api, product="no2", start=dt.date(2019, 1, 1), end=last)
+        print(f"first listing: {len(upstream)} granules in {time.perf_counter() - t:.1f} s")
+        assert len(upstream) == n, len(upstream)
+        upsert_granules(lake, _ledger_rows(upstream, api))
+        if prefect:
+            from infra.services import start_prefect_server
+
+            server = start_prefect_server(tmp / "prefect-home")
+            env.update(server.env)
+        try:
+            for _ in range(rounds):
+                t = time.perf_counter()
+                upstream = find_granules(api, product="no2", start=dt.date(2019, 1, 1), end=last)
+                note("listing (STAC API, in process)", time.perf_counter() - t)
+                t = time.perf_counter()
+                ledger = read_granules(lake)
+                note("read ledger", time.perf_counter() - t)
+                t = time.perf_counter()
+                todo = plan_harvest(upstream, ledger)
+                note("plan_harvest", time.perf_counter() - t)
+                assert not todo, f"a no-op run would fetch {len(todo)} granules"
+                if not times.get("listing (static catalog, in process)"):  # slow: once
+                    t = time.perf_counter()
+                    static = find_granules(
+                        str(archive / "catalog.json"), product="no2", start=dt.date(2019, 1, 1), end=last
+                    )
+                    note("listing (static catalog, in process)", time.perf_counter() - t)
+                    assert len(static) == n
+                secs, _ = _run([*cli, "--help"], env)
+                note("process: eolake --help (interpreter + imports)", secs)
+                secs, proc = _run(
+                    [*cli, "harvest", "--source", api, "--plan", *period, "--lake", str(lake_dir)], env
+                )
+                assert "0 new and 0 retried" in proc.stdout, proc.stdout[-500:]
+                note("process: eolake harvest --plan (API)", secs)
+                if server is not None:
+                    secs, proc = _run(
+                        [*cli, "harvest", "--source", api, *period, "--lake", str(lake_dir)], env
+                    )
+                    note("process: eolake harvest (API, Prefect flow)", secs)
+                    print(proc.stdout.strip().splitlines()[-1][:200])
+                print(", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
+        finally:
+            if server is not None:
+                server.stop()
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--days", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--noop-items", type=int, default=10_000)
+    ap.add_argument("--no-prefect", action="store_true", help="skip the whole `eolake harvest` flow run")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "noop"])
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="eolake-bench-harvest-") as d:
+        tmp = Path(d)
+        if "throughput" not in args.skip:
+            from infra.services import start_s3_server
+
+            key, secret = "bench" + secrets.token_hex(4), secrets.token_hex(16)
+            server = start_s3_server(tmp / "s3" / "data", key=key, secret=secret)
+            try:
+                from pydantic import SecretStr
+
+                settings = Settings(
+                    s3_endpoint_url=server.url, s3_key=SecretStr(key), s3_secret=SecretStr(secret)
+                )
+                rows = throughput(tmp, days=args.days, rounds=args.rounds, s3_settings=settings)
+            finally:
+                server.stop()
+            print("\nthroughput (MB/s; ratios eolake/plain, same round):")
+            for k in rows[0]:
+                vals = [r[k] for r in rows]
+                print(
+                    f"  {k:<22} min {min(vals):7.2f}  median {statistics.median(vals):7.2f}  max {max(vals):7.2f}"
+                )
+        if "noop" not in args.skip:
+            times = noop(tmp, n=args.noop_items, rounds=args.rounds, prefect=not args.no_prefect)
+            print(f"\nno-op re-run over {args.noop_items} harvested granules (s):")
+            for k, v in times.items():
+                print(f"  {k:<48} min {min(v):6.2f}  max {max(v):6.2f}")
+
+
+if __name__ == "__main__":
+    main()
