@@ -4,7 +4,7 @@ or a dask-kubernetes ``DaskCluster`` (``EOLAKE_DASK_BACKEND``, see docs/operatio
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from distributed import Client, LocalCluster
@@ -118,24 +118,40 @@ def _gateway_cluster(settings: Settings) -> Iterator[Any]:
         close_gateway(cluster.gateway)
 
 
-def _kubernetes_cluster(settings: Settings) -> Any:
-    """A new ``DaskCluster`` from the dask-kubernetes operator, deleted when closed.
+@contextmanager
+def _kubernetes_cluster(settings: Settings) -> Iterator[Any]:
+    """A new ``DaskCluster`` from the dask-kubernetes operator, deleted on exit.
 
-    Not exercised against a live cluster in the tests (none is reachable there); the spec it submits is
-    validated against the operator's CRD schema in tests/infra/test_compute.py.
+    Not exercised against a live cluster in the tests (none is reachable there): they validate the spec it
+    submits against the operator's CRD schema and check the error when no Kubernetes API answers.
     """
     from dask_kubernetes.operator import KubeCluster
+    from distributed.core import Status
 
     from infra.dask_cluster import cluster_name, dask_cluster_spec
 
-    spec = dask_cluster_spec(settings, name=cluster_name())
-    cluster = KubeCluster(
-        custom_cluster_spec=spec, namespace=settings.dask_kubernetes_namespace, shutdown_on_close=True
-    )
+    name, namespace = cluster_name(), settings.dask_kubernetes_namespace
+    spec = dask_cluster_spec(settings, name=name)
+    try:
+        cluster = KubeCluster(
+            custom_cluster_spec=spec, namespace=namespace, shutdown_on_close=True, quiet=True
+        )
+    except Exception as exc:
+        # The half-made instance stays registered (dask-kubernetes' exit hook would fail on it again): delete
+        # whatever of it reached the API server, and mark it closed.
+        for stale in [c for c in KubeCluster._instances if c.name == name]:
+            KubeCluster._instances.discard(stale)
+            with suppress(Exception):
+                stale.close()
+            stale.status = Status.closed
+        raise ComputeError(
+            f"could not create DaskCluster {name} in namespace {namespace} (EOLAKE_DASK_BACKEND=kubernetes): "
+            f"{type(exc).__name__}: {exc}; check the Kubernetes credentials (in-cluster service account or "
+            "KUBECONFIG), the dask-kubernetes operator, and infra/k8s/dask-rbac.yaml"
+        ) from None
     try:
         if settings.dask_adapt_max is not None:
             _scale(cluster, settings)
-    except BaseException:
+        yield cluster
+    finally:
         cluster.close()
-        raise
-    return cluster

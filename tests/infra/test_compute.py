@@ -17,9 +17,10 @@ import pytest
 import yaml
 from dask_kubernetes.operator import make_cluster_spec
 
-from infra.compute import dask_client
+from infra.compute import ComputeError, dask_client
 from infra.dask_cluster import cluster_name, dask_cluster_spec
 from infra.dask_processes import start_dask
+from infra.services import free_port
 from infra.settings import Settings, SettingsError
 from tests.conftest import Cli
 from tests.infra.dask_crd import validate_dask_cluster
@@ -232,3 +233,38 @@ def test_the_crd_check_catches_what_the_api_server_would_reject_or_drop() -> Non
     del no_scheduler["spec"]["scheduler"]["service"]
     with pytest.raises(jsonschema.ValidationError):
         validate_dask_cluster(no_scheduler)
+
+
+@pytest.mark.parametrize("kubeconfig", ["missing", "closed-port"])
+def test_kubernetes_backend_without_an_api_server_says_what_to_check(
+    kubeconfig: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The factory branch itself, as far as it goes here: with no credentials, or an API server that does not
+    answer (a closed port on 127.0.0.1), one clear error, and the kubeconfig's token nowhere in it."""
+    token = "kube-token-5e6f7a8b9c"
+    config = tmp_path / "kubeconfig"
+    if kubeconfig == "closed-port":
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
+                    "users": [{"name": "u", "user": {"token": token}}],
+                    "contexts": [
+                        {"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "eolake"}}
+                    ],
+                    "current-context": "x",
+                }
+            )
+        )
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config either
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # nor an in-cluster service account
+    expected = r"could not create DaskCluster eolake-[0-9a-f]{8} in namespace eolake"
+    with (
+        pytest.raises(ComputeError, match=expected) as info,
+        dask_client(Settings(dask_backend="kubernetes")),
+    ):
+        pass
+    assert "KUBECONFIG" in str(info.value) and token not in str(info.value)
