@@ -366,6 +366,26 @@ def footprint_kernel(
     return used
 
 
+@_jit
+def fields_kernel(sums: Any, mean: Any, unc: Any, count: Any, weight: Any) -> None:
+    """The per-cell fields from ``sums`` (cell, 4), into flat float32/int32 arrays (cell,): mean Σfwv/Σfw,
+    uncertainty √Σ(fw)²σ² / Σfw, count, weight Σfw (in double precision, then rounded); NaN and 0 where no
+    pixel reached the cell."""
+    for c in range(sums.shape[0]):
+        n = sums[c, 3]
+        if n > 0:
+            sw = sums[c, 0]
+            mean[c] = sums[c, 1] / sw
+            unc[c] = math.sqrt(sums[c, 2]) / sw
+            count[c] = int(n)
+            weight[c] = sw
+        else:
+            mean[c] = np.nan
+            unc[c] = np.nan
+            count[c] = 0
+            weight[c] = np.nan
+
+
 def warm_up() -> None:
     """Compile both kernels for float32 and float64 inputs (numba caches the result on disk)."""
     for dtype in (np.float32, np.float64):
@@ -374,3 +394,5 @@ def warm_up() -> None:
         sums = np.zeros((1, 4))
         centre_kernel(a1, a1, a1, a1, True, -90.0, -180.0, 360.0, 1, 1, True, sums)
         footprint_kernel(a2, a2, a1, a1, True, -90.0, -180.0, 360.0, 1, 1, sums)
+    f32, i32 = np.empty(1, dtype=np.float32), np.empty(1, dtype=np.int32)
+    fields_kernel(np.zeros((1, 4)), f32, f32, i32, f32)

@@ -80,15 +80,33 @@ def mask_observations(
 
 def observation_mask(obs: xr.Dataset, *, rule: QualityRule) -> npt.NDArray[np.bool_]:
     """The pixels :func:`mask_observations` keeps, as a boolean array over dim ``pixel``."""
-    keep: npt.NDArray[np.bool_] = (
-        np.isfinite(obs["value"].values)
-        & np.isfinite(obs["latitude"].values)
-        & np.isfinite(obs["longitude"].values)
-        & rule.keep(obs["qa"].values)
+    return pixel_mask(
+        value=obs["value"].values,
+        uncertainty=obs["uncertainty"].values if "uncertainty" in obs else None,
+        latitude=obs["latitude"].values,
+        longitude=obs["longitude"].values,
+        qa=obs["qa"].values,
+        rule=rule,
     )
-    if "uncertainty" in obs:
-        unc = obs["uncertainty"].values
-        keep &= np.isfinite(unc) & (unc > 0)
+
+
+def pixel_mask(
+    *,
+    value: npt.NDArray[np.floating[Any]],
+    uncertainty: npt.NDArray[np.floating[Any]] | None,
+    latitude: npt.NDArray[np.floating[Any]],
+    longitude: npt.NDArray[np.floating[Any]],
+    qa: npt.NDArray[Any],
+    rule: QualityRule,
+) -> npt.NDArray[np.bool_]:
+    """Good pixels: finite value and geolocation, ``qa`` good per ``rule``, uncertainty (when given) finite
+    and > 0. All arrays dims (pixel,); returns a boolean array, dims (pixel,)."""
+    keep = rule.keep(qa)
+    for arr in (value, latitude, longitude):
+        keep &= np.isfinite(arr)
+    if uncertainty is not None:
+        keep &= np.isfinite(uncertainty)
+        keep &= uncertainty > 0
     return keep
 
 
@@ -207,20 +225,20 @@ class GridAccumulator:
     def fields(self) -> xr.Dataset:
         """The day's fields, dims (lat, lon): ``mean`` = Σfwv/Σfw, ``uncertainty`` = sqrt(Σ(fw)²σ²)/Σfw (1σ of
         the weighted mean of independent pixels), ``count`` (pixels touching the cell), ``weight`` = Σfw."""
-        count = self.count
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(count > 0, self.swv / self.sw, np.nan)
-            unc = np.where(count > 0, np.sqrt(self.sums[:, 2]) / self.sw, np.nan)
         shape = self.grid.shape
+        mean = np.empty(shape, dtype=np.float32)
+        unc = np.empty(shape, dtype=np.float32)
+        count = np.empty(shape, dtype=np.int32)
+        weight = np.empty(shape, dtype=np.float32)
+        footprint.fields_kernel(
+            self.sums, mean.reshape(-1), unc.reshape(-1), count.reshape(-1), weight.reshape(-1)
+        )
         return xr.Dataset(
             {
-                "mean": (("lat", "lon"), mean.reshape(shape).astype(np.float32)),
-                "uncertainty": (("lat", "lon"), unc.reshape(shape).astype(np.float32)),
-                "count": (("lat", "lon"), count.reshape(shape).astype(np.int32)),
-                "weight": (
-                    ("lat", "lon"),
-                    np.where(count > 0, self.sw, np.nan).reshape(shape).astype(np.float32),
-                ),
+                "mean": (("lat", "lon"), mean),
+                "uncertainty": (("lat", "lon"), unc),
+                "count": (("lat", "lon"), count),
+                "weight": (("lat", "lon"), weight),
             },
             coords={"lat": self.grid.lat(), "lon": self.grid.lon()},
             attrs={"weighting": self.weighting, "binning": _BINNING_NAME[self.method]},

@@ -16,17 +16,9 @@ import numpy as np
 import xarray as xr
 
 from transforms.grid import GridSpec
-from transforms.gridding import (
-    GridAccumulator,
-    Method,
-    QualityRule,
-    Weighting,
-    day_mask,
-    observation_mask,
-    quality_rule,
-)
+from transforms.gridding import GridAccumulator, Method, QualityRule, Weighting, pixel_mask, quality_rule
 from transforms.products import ProductSpec
-from transforms.s5p import open_observations
+from transforms.s5p import read_pixels
 
 
 @dataclass(frozen=True)
@@ -60,16 +52,28 @@ def grid_granules(
     read = 0
     corners = method == "footprint"
     for f in files:
-        obs = open_observations(f, product=product, corners=corners)  # lean read for centre binning
-        read += obs.sizes["pixel"]
-        keep = np.flatnonzero(observation_mask(obs, rule=rule) & day_mask(obs, day))
+        px = read_pixels(f, product=product, corners=corners)  # plain arrays; corners only for footprints
+        read += px.size
+        keep = pixel_mask(
+            value=px.value,
+            uncertainty=px.uncertainty,
+            latitude=px.latitude,
+            longitude=px.longitude,
+            qa=px.qa,
+            rule=rule,
+        )
+        on_day = px.scan_time.astype("datetime64[D]") == np.datetime64(day, "D")  # dims (scanline,)
+        if not on_day.all():
+            keep &= np.repeat(on_day, px.n_ground_pixel)
+        value = px.value  # freshly read, ours: a dropped pixel gets NaN, which the kernels skip (no gather)
+        np.copyto(value, np.nan, where=~keep)
         acc.add_arrays(
-            value=obs["value"].values[keep],
-            uncertainty=obs["uncertainty"].values[keep],
-            latitude=obs["latitude"].values[keep],
-            longitude=obs["longitude"].values[keep],
-            latitude_bounds=obs["latitude_bounds"].values[keep] if corners else None,
-            longitude_bounds=obs["longitude_bounds"].values[keep] if corners else None,
+            value=value,
+            uncertainty=px.uncertainty,
+            latitude=px.latitude,
+            longitude=px.longitude,
+            latitude_bounds=px.latitude_bounds,
+            longitude_bounds=px.longitude_bounds,
         )
     fields = acc.fields()
     observed = int((fields["count"].values > 0).sum())

@@ -27,10 +27,11 @@ from __future__ import annotations
 import math
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import h5netcdf
 import h5py
@@ -739,19 +740,47 @@ def _squeeze_time(arr: npt.NDArray[Any], ndim: int) -> npt.NDArray[Any]:
 
 
 def _decode(ds: h5py.Dataset, ndim: int, label: str) -> npt.NDArray[np.floating[Any]]:
-    """Read a variable as float with fills → NaN and CF scale_factor/add_offset applied."""
-    raw = _squeeze_time(ds[()], ndim)
-    if raw.ndim != ndim:
+    """Read a variable as float with fills → NaN and CF scale_factor/add_offset applied. Float32 variables are
+    read straight into their result (no copy); 1-byte integers (``qa_value``) decode through a 256-entry
+    table built with the same arithmetic as the general path."""
+    if ds.ndim not in (ndim, ndim + 1) or (ds.ndim == ndim + 1 and ds.shape[0] != 1):
         raise GranuleReadError(
             f"granule {label}: variable {ds.name} has shape {ds.shape}, expected {ndim} dims"
         )
     attrs = ds.attrs
-    invalid = np.zeros(raw.shape, dtype=bool)
-    for key in ("_FillValue", "missing_value"):
-        if key in attrs:
-            invalid |= np.isin(raw, np.asarray(attrs[key]).ravel())
+    fills = [np.asarray(attrs[key]).ravel() for key in ("_FillValue", "missing_value") if key in attrs]
     scale = float(np.asarray(attrs.get("scale_factor", 1.0)).ravel()[0])
     offset = float(np.asarray(attrs.get("add_offset", 0.0)).ravel()[0])
+    unscaled = scale == 1.0 and offset == 0.0
+    if ds.dtype == np.float32 and unscaled:
+        out = np.empty(ds.shape, dtype=np.float32)
+        if out.size:
+            ds.read_direct(out)
+        out = _squeeze_time(out, ndim)
+        limit = np.float32(FILL_VALUE_FLOAT) * 0.999
+        bad = ~(np.abs(out) < limit)  # non-finite or the netCDF float fill
+        for fill in fills:
+            small = fill[np.abs(fill.astype(np.float64)) < limit]
+            if small.size:
+                bad |= np.isin(out, small)
+        np.copyto(out, np.float32(np.nan), where=bad)
+        return out
+    raw = _squeeze_time(ds[()], ndim)
+    if raw.dtype.itemsize == 1 and np.issubdtype(raw.dtype, np.integer):
+        codes = np.arange(256, dtype=np.uint8)  # every bit pattern; table[u] decodes the value u encodes
+        table = _decode_values(codes.view(raw.dtype), fills, scale, offset)
+        return table[raw.view(np.uint8)]
+    return _decode_values(raw, fills, scale, offset)
+
+
+def _decode_values(
+    raw: npt.NDArray[Any], fills: list[npt.NDArray[Any]], scale: float, offset: float
+) -> npt.NDArray[np.floating[Any]]:
+    """Raw values decoded: fills (and, for floats, non-finite and netCDF-fill values) → NaN, then
+    ``raw * scale_factor + add_offset`` in double precision, rounded to float32 (float64 stays float64)."""
+    invalid = np.zeros(raw.shape, dtype=bool)
+    for fill in fills:
+        invalid |= np.isin(raw, fill)
     if np.issubdtype(raw.dtype, np.floating) and scale == 1.0 and offset == 0.0:
         out = raw.astype(np.float32 if raw.dtype.itemsize <= 4 else np.float64)
         invalid |= ~np.isfinite(out) | (np.abs(out) >= np.float32(FILL_VALUE_FLOAT) * 0.999)
@@ -828,6 +857,33 @@ def _check_product(f: h5py.File, spec: ProductSpec, label: str) -> str:
     return granule_id
 
 
+@dataclass(frozen=True)
+class Pixels:
+    """One granule's pixels as plain arrays, scanline-major (pixel = scanline × ground_pixel): ``value`` and
+    ``uncertainty`` (the precision, product units), ``qa`` (0–1), ``latitude``/``longitude`` (degrees), dims
+    (pixel,), NaN for fill; ``scan_time`` (scanline,) datetime64[ns] UTC, NaT for fill;
+    ``latitude_bounds``/``longitude_bounds`` (pixel, corner) or None when the corners were not read."""
+
+    value: npt.NDArray[np.floating[Any]]
+    uncertainty: npt.NDArray[np.floating[Any]]
+    qa: npt.NDArray[np.floating[Any]]
+    latitude: npt.NDArray[np.floating[Any]]
+    longitude: npt.NDArray[np.floating[Any]]
+    scan_time: npt.NDArray[np.datetime64]
+    latitude_bounds: npt.NDArray[np.floating[Any]] | None
+    longitude_bounds: npt.NDArray[np.floating[Any]] | None
+    n_scanline: int
+    n_ground_pixel: int
+    granule_id: str
+    value_variable: str
+    time_reference: datetime
+
+    @property
+    def size(self) -> int:
+        """Number of pixels."""
+        return self.n_scanline * self.n_ground_pixel
+
+
 def open_observations(source: Source, *, product: str | ProductSpec, corners: bool = True) -> xr.Dataset:
     """Read an S5P L2 granule into a flat, in-memory observations Dataset.
 
@@ -847,10 +903,24 @@ def open_observations(source: Source, *, product: str | ProductSpec, corners: bo
         from transforms.observations import open_observations as open_other
 
         return open_other(source, product=spec, corners=corners)
+    return _reading(source, lambda f, label: _observations(f, spec, _read(f, spec, label, corners=corners)))
+
+
+def read_pixels(source: Source, *, product: str | ProductSpec, corners: bool = True) -> Pixels:
+    """The pixels of an S5P L2 granule as plain arrays (:class:`Pixels`): what :func:`open_observations`
+    returns without building a Dataset (the gridding hot path). Same errors."""
+    spec = get_product(product)
+    return _reading(source, lambda f, label: _read(f, spec, label, corners=corners))
+
+
+_T = TypeVar("_T")
+
+
+def _reading(source: Source, read: Callable[[h5py.File, str], _T]) -> _T:
     label = _describe(source)
     try:
         with _open_hdf5(source, label) as f:
-            return _read(f, spec, label, corners=corners)
+            return read(f, label)
     except GranuleReadError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
@@ -860,7 +930,7 @@ def open_observations(source: Source, *, product: str | ProductSpec, corners: bo
         ) from err
 
 
-def _read(f: h5py.File, spec: ProductSpec, label: str, *, corners: bool = True) -> xr.Dataset:
+def _read(f: h5py.File, spec: ProductSpec, label: str, *, corners: bool = True) -> Pixels:
     granule_id = _check_product(f, spec, label)
     product = f.get("PRODUCT")
     if not isinstance(product, h5py.Group):
@@ -903,6 +973,31 @@ def _read(f: h5py.File, spec: ProductSpec, label: str, *, corners: bool = True) 
     scan_time[ok] = ref64 + np.rint(delta[ok] * 1e6).astype("timedelta64[ns]")
 
     n = n_scan * n_pix
+    return Pixels(
+        value=value.reshape(n),
+        uncertainty=precision.reshape(n),
+        qa=qa.reshape(n),
+        latitude=lat.reshape(n),
+        longitude=lon.reshape(n),
+        scan_time=scan_time,
+        latitude_bounds=bounds["latitude_bounds"].reshape(n, 4) if corners else None,
+        longitude_bounds=bounds["longitude_bounds"].reshape(n, 4) if corners else None,
+        n_scanline=n_scan,
+        n_ground_pixel=n_pix,
+        granule_id=granule_id,
+        value_variable=value_var,
+        time_reference=t_ref,
+    )
+
+
+def _observations(f: h5py.File, spec: ProductSpec, px: Pixels) -> xr.Dataset:
+    n_scan, n_pix, n = px.n_scanline, px.n_ground_pixel, px.size
+    value_var, t_ref, granule_id = px.value_variable, px.time_reference, px.granule_id
+    value, precision, qa, lat, lon = px.value, px.uncertainty, px.qa, px.latitude, px.longitude
+    bounds = {}
+    if px.latitude_bounds is not None and px.longitude_bounds is not None:
+        bounds = {"latitude_bounds": px.latitude_bounds, "longitude_bounds": px.longitude_bounds}
+    scan_time = px.scan_time
     scanline = np.repeat(np.arange(n_scan, dtype=np.int32), n_pix)
     ground_pixel = np.tile(np.arange(n_pix, dtype=np.int32), n_scan)
     value_attrs = dict(units=spec.units, long_name=spec.long_name, standard_name=spec.standard_name)

@@ -158,3 +158,48 @@ def test_lean_file_to_grid_equals_the_dataset_path(tmp_path, method: str) -> Non
     assert 0 < stats.pixels_used == acc.pixels < n_scan * n_pix
     for name in ("mean", "uncertainty", "count", "weight"):
         np.testing.assert_array_equal(fields[name].values, expected[name].values)
+
+
+@pytest.mark.parametrize("method", ["centre", "footprint"])
+def test_file_to_grid_equals_masking_and_binning_the_observations(method: str, tmp_path) -> None:
+    """``grid_granules`` (the lean read: plain arrays, masked pixels set to NaN, no Dataset) gives exactly
+    what masking and binning the granule's observations Dataset gives: fills, QA failures and scanlines of
+    another day dropped."""
+    import datetime as dt
+
+    from transforms.granules import parse_granule_name
+    from transforms.gridding import bin_observations, quality_rule
+    from transforms.l3 import grid_granules
+    from transforms.products import get_product
+    from transforms.s5p import open_observations, write_s5p_l2
+
+    rng = np.random.default_rng(3)
+    n_scan, n_pix = 12, 7
+    lat = np.linspace(40.2, 42.8, n_scan)[:, None] + np.zeros(n_pix)
+    lon = np.linspace(10.1, 13.9, n_pix)[None, :] + np.zeros((n_scan, 1))
+    lat_b = lat[..., None] + np.array([-0.1, -0.1, 0.1, 0.1])
+    lon_b = lon[..., None] + np.array([-0.2, 0.2, 0.2, -0.2])
+    value = rng.normal(5e-5, 1e-5, (n_scan, n_pix))
+    value[0, :3] = np.nan  # fill
+    qa = rng.choice([0.5, 0.8, 1.0], size=(n_scan, n_pix))
+    qa[1, 1] = np.nan
+    delta = np.arange(n_scan) * 3.6e5 + 23 * 3.6e6  # the last scanlines fall on the next day
+    name = parse_granule_name(
+        "S5P_OFFL_L2__NO2____20200303T230000_20200304T003000_12367_01_010302_20200306T000000"
+    )
+    path = tmp_path / f"{name.filename}"
+    write_s5p_l2(
+        path, name=name, latitude=lat, longitude=lon, latitude_bounds=lat_b, longitude_bounds=lon_b,
+        value=value, precision=np.full((n_scan, n_pix), 1e-5), qa_value=qa, delta_time_ms=delta,
+        time_reference=dt.datetime(2020, 3, 3, tzinfo=dt.UTC), include_averaging_kernel=False,
+    )  # fmt: skip
+    grid = GridSpec(0.5, (9.0, 39.0, 15.0, 44.0))
+    product = get_product("no2")
+    with path.open("rb") as f:
+        fields, stats = grid_granules([f], day=dt.date(2020, 3, 3), grid=grid, product=product, method=method)  # type: ignore[arg-type]
+    obs = open_observations(path, product=product)
+    kept = select_day(mask_observations(obs, rule=quality_rule(product)), np.datetime64("2020-03-03"))
+    assert 0 < kept.sizes["pixel"] < obs.sizes["pixel"] - 3 * n_pix  # some dropped for each reason
+    expected = bin_observations(kept, grid, method=method)  # type: ignore[arg-type]
+    xr.testing.assert_identical(fields, expected)
+    assert stats.pixels_read == n_scan * n_pix and stats.pixels_used == kept.sizes["pixel"]
