@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import queue
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -81,11 +83,57 @@ def _validator(resp: requests.Response) -> str | None:
     return resp.headers.get("Last-Modified")
 
 
+class _Writer:
+    """Writes blocks to the sink and hashes them on a worker thread, so that receiving the next blocks overlaps
+    with hashing and writing the previous ones (and with S3 part uploads, which happen inside ``write``).
+    Holds at most ``depth`` blocks; an error of the sink is raised by the next ``put`` or ``drain``."""
+
+    def __init__(self, sink: Sink, depth: int = 32) -> None:
+        self.sink = sink
+        self.digest = hashlib.sha256()
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._thread = threading.Thread(target=self._run, name="download-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (block := self._queue.get()) is not None:
+            try:
+                if self.error is None:
+                    self.sink.write(block)
+                    self.digest.update(block)
+            except BaseException as exc:  # handed to the downloading thread
+                self.error = exc
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def put(self, block: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put(block)
+
+    def drain(self) -> None:
+        """Wait until every block put so far is written and hashed."""
+        self._queue.join()
+        if self.error is not None:
+            raise self.error
+
+    def restart(self) -> None:
+        self.drain()
+        self.sink.restart()
+        self.digest = hashlib.sha256()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
 @dataclass
 class _Progress:
     """The state of one download across attempts."""
 
-    sink: Sink
+    writer: _Writer
     size: int = 0
     total: int | None = None  # the whole file's length, when the server said it
     validator: str | None = None
@@ -93,20 +141,22 @@ class _Progress:
     resumed: int = 0
     restarted: int = 0
 
-    def __post_init__(self) -> None:
-        self.digest = hashlib.sha256()
-
     def start_over(self) -> None:
         if self.size:
-            self.sink.restart()
+            self.writer.restart()
             self.restarted += 1
-        self.size, self.digest = 0, hashlib.sha256()
+        self.size = 0
 
     def write(self, block: bytes) -> None:
-        self.sink.write(block)
-        self.digest.update(block)
+        self.writer.put(block)
         self.size += len(block)
         self.received += len(block)
+
+    def done(self) -> Downloaded:
+        self.writer.drain()
+        return Downloaded(
+            self.size, self.writer.digest.hexdigest(), self.received, self.resumed, self.restarted
+        )
 
     def range_headers(self) -> dict[str, str]:
         if not self.size:
@@ -152,7 +202,21 @@ def download(
     """Stream ``url`` into ``sink``, resuming cut bodies where the server allows it (see module doc).
     Returns the whole file's size and SHA-256 and what the transfer cost."""
     policy = policy or RetryPolicy()
-    p = _Progress(sink)
+    writer = _Writer(sink)
+    try:
+        return _download(url, _Progress(writer), credential_hint, headers or {}, policy, sleep)
+    finally:
+        writer.close()
+
+
+def _download(
+    url: str,
+    p: _Progress,
+    credential_hint: str,
+    headers: dict[str, str],
+    policy: RetryPolicy,
+    sleep: Callable[[float], None],
+) -> Downloaded:
     last = ""
     for attempt in range(1, policy.attempts + 1):
         wait = min(policy.max_wait_s, policy.backoff_s * 2 ** (attempt - 1))
@@ -175,7 +239,7 @@ def download(
                     for block in resp.iter_content(chunk_size=CHUNK):
                         p.write(block)
                     if p.total is None or p.size == p.total:
-                        return Downloaded(p.size, p.digest.hexdigest(), p.received, p.resumed, p.restarted)
+                        return p.done()
                     last = f"body cut at {p.size} of {p.total} bytes"
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             last = f"{type(exc).__name__}: {_redact_text(str(exc))} (at byte {p.size})"

@@ -149,6 +149,21 @@ def test_a_signed_url_never_appears_in_a_failure(upstream: Path, tmp_path: Path)
     assert "secret" not in str(err.value) and "failed after 5 attempts" in str(err.value)
 
 
+def test_a_failing_sink_stops_the_download_with_its_error(upstream: Path) -> None:
+    """Writing and hashing run on a worker thread: its error reaches the caller, and nothing hangs."""
+
+    class FullDisk:
+        def write(self, data: bytes, /) -> object:
+            raise OSError(28, "No space left on device")
+
+        def restart(self) -> None:
+            raise AssertionError("not reached")
+
+    src = _largest(upstream)
+    with serve_upstream(upstream / "catalog.json") as api, pytest.raises(OSError, match="No space left"):
+        download(_href(api, src.name), FullDisk(), policy=FAST)
+
+
 # --- S3: multipart straight to the final key ---------------------------------------------------------------
 
 
