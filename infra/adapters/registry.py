@@ -58,6 +58,12 @@ def _listing(config: SourceConfig) -> SourceAdapter:
     return ListingAdapter(config)
 
 
+def _cmr_stac(config: SourceConfig) -> SourceAdapter:
+    from infra.adapters.cmr import CmrStacAdapter
+
+    return CmrStacAdapter(config)
+
+
 def _static(config: SourceConfig) -> SourceAdapter:
     from infra.adapters.stac import StaticCatalogAdapter
     from infra.sources import resolve_source
@@ -72,6 +78,7 @@ ADAPTER_KINDS: dict[str, Callable[[SourceConfig], SourceAdapter]] = {
     "planetary-computer": _planetary_computer,
     "cdse": _cdse,
     "listing": _listing,
+    "cmr-stac": _cmr_stac,
 }
 """Adapter constructors by the ``kind`` of a sources-file entry. Add new services here."""
 
