@@ -1,7 +1,8 @@
 """The Dask Gateway backend against a real ``dask-gateway-server`` on 127.0.0.1 (its local backend starts the
 schedulers and workers as processes; password auth): ``dask_client()`` gets a cluster with the settings'
 options and scaling, runs a zonal sum from transforms there, shuts the cluster down on exit, says which
-setting to fix when the gateway refuses, and never shows the password."""
+setting to fix when the gateway refuses, and never shows the password; ``eolake demo`` derives its emissions
+table there."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pydantic import SecretStr
 from infra.compute import ComputeError, close_gateway, dask_client
 from infra.services import _bin, free_port, group_members, stop_group
 from infra.settings import Settings
+from tests.conftest import Cli
 from transforms.grid import GridSpec
 from transforms.regions import country_mask
 from transforms.zonal import zonal_sums
@@ -221,3 +223,29 @@ def test_gateway_rejected_options_name_the_setting(gateway: Gateway, options: di
     with pytest.raises(ComputeError, match="EOLAKE_DASK_GATEWAY_OPTIONS"), dask_client(settings):
         pass
     assert _clusters(gateway) == []
+
+
+@pytest.mark.slow
+def test_demo_derives_its_emissions_on_the_gateway(gateway: Gateway, cli: Cli, tmp_path: Path) -> None:
+    """``eolake demo`` with only the gateway's settings in its environment: the emissions derivation runs on a
+    cluster the gateway starts for it (and stops after); the password is in no output and no lake file."""
+    created = gateway.log.read_text().count("Created cluster")
+    cli.env.update(
+        EOLAKE_DASK_GATEWAY_ADDRESS=gateway.address,
+        EOLAKE_DASK_GATEWAY_PROXY_ADDRESS=gateway.proxy_address,
+        EOLAKE_DASK_GATEWAY_USER="eolake",
+        EOLAKE_DASK_GATEWAY_TOKEN=PASSWORD,
+        EOLAKE_DASK_GATEWAY_OPTIONS='{"worker_cores": 2, "worker_memory": 2}',
+        EOLAKE_DASK_WORKERS="1",
+    )
+    lake = tmp_path / "lake"
+    args = ["--start", "2020-03-02", "--end", "2020-03-03", "--bbox", "2,47,10,53", "--resolution", "0.25"]
+    proc = cli("demo", "--lake", str(lake), "--archive", str(tmp_path / "upstream"), *args)
+    assert "emissions table" in proc.stdout
+    log = gateway.log.read_text()
+    assert log.count("Created cluster") == created + 1 and "for user eolake" in log
+    assert _clusters(gateway) == []
+    assert PASSWORD not in proc.stdout + proc.stderr
+    leaks = [p for p in lake.rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()]
+    assert leaks == []
+    assert list((lake / "tables" / "emissions").rglob("*.parquet"))
