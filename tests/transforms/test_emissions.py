@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import dask
@@ -18,7 +19,7 @@ from transforms.grid import GridSpec
 
 GRID = GridSpec(0.25, (-10.0, 36.0, 25.0, 56.0))
 TRUTH_COUNTRIES = ["DEU", "FRA", "ESP", "ITA", "POL", "GBR", "NLD", "BEL"]
-CHECKED = ["DEU", "FRA", "ESP", "ITA", "POL", "GBR", "NLD"]  # Belgium (~50 cells) is too small for r ≥ 0.9
+CHECKED = ["DEU", "FRA", "ESP", "ITA", "POL", "GBR", "NLD", "BEL"]  # Belgium: ~50 cells
 START, END = "2019-03-01", "2019-03-30"
 OBS = list(em.NO2_OBSERVABLE_SECTORS)
 NOISE = 3e-6  # mol m-2, 1σ per cell-day (a cell mean of several TROPOMI pixels)
@@ -39,6 +40,26 @@ def setup() -> dict[str, Any]:
     }
 
 
+@functools.cache
+def _source_model(grid: GridSpec) -> tuple[GridSpec, xr.DataArray, xr.DataArray]:
+    """Where the simulated world's sources sit for a domain: a 4× finer grid over the inversion's padded
+    grid (wider than the domain: sources beyond its edges reach it, as in the simulator), its mask and
+    proxies."""
+    wide = em.inversion_grid(grid)
+    fine = GridSpec(grid.resolution / 4, wide.bounds)
+    mask = regions.country_mask(fine)
+    return fine, mask, em.sector_proxies(fine, mask)
+
+
+def _true_field(day_rows: pd.DataFrame, grid: GridSpec) -> np.ndarray:
+    """The NO2 column a day's emissions make on ``grid`` (mol m-2): modelled on the finer source grid,
+    averaged to the cells of ``grid``."""
+    fine, mask, proxies = _source_model(grid)
+    field = em.no2_column_field(day_rows, fine, mask=mask, proxies=proxies)
+    coarse = field.reshape(field.shape[0] // 4, 4, field.shape[1] // 4, 4).mean(axis=(1, 3))
+    return _crop(coarse, em.inversion_grid(grid), grid)
+
+
 def _crop(field: np.ndarray, padded: GridSpec, grid: GridSpec) -> np.ndarray:
     """The part of a field on ``padded`` that lies on ``grid`` (same resolution and cell edges)."""
     i0 = round((grid.bounds[1] - padded.bounds[1]) / grid.resolution)
@@ -47,17 +68,13 @@ def _crop(field: np.ndarray, padded: GridSpec, grid: GridSpec) -> np.ndarray:
 
 
 def _cube(table: pd.DataFrame, setup: dict[str, Any], *, seed: int = 1, cloud: float = 0.3) -> xr.Dataset:
-    """Forward-model each day on a grid wider than the domain (sources beyond its edges reach it, as in the
-    simulator), keep the domain, add noise and drop ``cloud`` of the cells at random; dask-backed."""
+    """Forward-model each day (:func:`_true_field`), add noise and drop ``cloud`` of the cells at random;
+    dask-backed."""
     days = pd.date_range(START, END)
     rng = np.random.default_rng(seed)
     fields = []
-    wide = setup["padded"]
     for day in days:
-        full = em.no2_column_field(
-            table[table["date"] == day], wide, mask=setup["inv_mask"], proxies=setup["inv_proxies"]
-        )
-        field = _crop(full, wide, GRID)
+        field = _true_field(table[table["date"] == day], GRID)
         field = field + rng.normal(0.0, NOISE, field.shape)
         field[rng.random(field.shape) < cloud] = np.nan
         fields.append(field)
@@ -170,7 +187,7 @@ def test_osse_recovers_daily_variation_and_totals(baseline: dict[str, Any]) -> N
     out = baseline["out"]
     for iso3 in CHECKED:
         rows = out[(out["iso3"] == iso3) & (out["sector"] == "Power")]
-        assert rows["coverage"].between(0.5, 0.9).all()
+        assert rows["coverage"].between(0.4, 0.95).all()  # 30% of cells dropped at random
         assert not rows["gap_filled"].any()
         r = np.corrcoef(recovered[iso3].to_numpy(), true[iso3].to_numpy())[0, 1]
         bias = recovered[iso3].sum() / true[iso3].sum() - 1
@@ -218,7 +235,6 @@ def test_cloudy_days_are_gap_filled_not_zero(baseline: dict[str, Any], setup: di
     base = baseline["out"]
     base_rows = base[(base["iso3"] == "ITA") & (base["sector"] == "Industry")].reset_index(drop=True)
 
-
     def inversion_sd(r: pd.DataFrame) -> pd.Series:  # without the sector-share part (10% of the value)
         return np.sqrt(r["uncertainty"] ** 2 - (em.SHARE_REL_UNCERTAINTY * r["value"]) ** 2)
 
@@ -236,12 +252,7 @@ def test_never_observed_country_falls_back_to_flagged_profile(setup: dict[str, A
     proxies = em.sector_proxies(wide, mask)
     days = pd.date_range("2019-06-03", periods=4)
     table = truth.builtin_scenario(days[0], days[-1], countries=["DEU", "AUT"])
-    mean = np.stack(
-        [
-            _crop(em.no2_column_field(table[table.date == d], wide, mask=mask, proxies=proxies), wide, grid)
-            for d in days
-        ]
-    )
+    mean = np.stack([_true_field(table[table.date == d], grid) for d in days])
     aut = _crop(mask.values, wide, grid) == mask.attrs["countries_iso3"].index("AUT")
     mean[:, aut] = np.nan
     dims = ("time", "lat", "lon")
