@@ -25,6 +25,8 @@ import numba
 import numpy as np
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_R6, _R12, _R20, _R30, _R42, _R56, _R72 = (1.0 / k for k in (6, 12, 20, 30, 42, 56, 72))  # series terms
+_MAX_STRIP = 8  # pixels up to this many columns wide (and ≤ 2 rows) take the one-pass path
 
 
 def _jit(fn: _F) -> _F:
@@ -116,38 +118,48 @@ def _lower_left_area(xs: Any, ys: Any, n: int, a: float, b: float, c: float) -> 
 
 
 @_jit
-def _quadrant_areas(
-    xs: Any, ys: Any, n: int, a: float, b: float, c: float
-) -> tuple[float, float, float, float]:
-    """Signed areas of the polygon, and of its parts x ≤ a, y ≤ b and both, in one pass (see
-    :func:`_lower_left_area`)."""
+def _strip_areas(
+    xs: Any, ys: Any, n: int, a0: float, n_cut: int, b: float, c: float, left: Any, both: Any
+) -> tuple[float, float]:
+    """Signed areas of the polygon's parts left of ``n_cut`` vertical cuts x = a0 + k, into ``left[k]``,
+    and of those parts also below y = b, into ``both[k]``; returns the areas of the whole polygon and of its
+    part y ≤ b. One pass over the edges (see :func:`_lower_left_area`)."""
     total = 0.0
-    left = 0.0
     below = 0.0
-    both = 0.0
-    for k in range(n):
-        k2 = k + 1 if k + 1 < n else 0
-        x1 = xs[k]
-        x2 = xs[k2]
+    for k in range(n_cut):
+        left[k] = 0.0
+        both[k] = 0.0
+    for e in range(n):
+        e2 = e + 1 if e + 1 < n else 0
+        x1 = xs[e]
+        x2 = xs[e2]
         if x1 == x2:
             continue
         if x1 < x2:
-            lo, hi, ylo, yhi, sgn = x1, x2, ys[k], ys[k2], 1.0
+            lo, hi, ylo, yhi, sgn = x1, x2, ys[e], ys[e2], 1.0
         else:
-            lo, hi, ylo, yhi, sgn = x2, x1, ys[k2], ys[k], -1.0
+            lo, hi, ylo, yhi, sgn = x2, x1, ys[e2], ys[e], -1.0
         dydx = (yhi - ylo) / (hi - lo)
-        # whole edge
-        total += sgn * (hi - lo) * (0.5 * (ylo + yhi) - c)
-        below += sgn * (hi - lo) * (_clamped_mean(ylo, yhi, b) - c)
-        if lo < a:
-            h = hi
-            yh = yhi
-            if hi > a:
-                h = a
-                yh = ylo + (a - lo) * dydx
-            left += sgn * (h - lo) * (0.5 * (ylo + yh) - c)
-            both += sgn * (h - lo) * (_clamped_mean(ylo, yh, b) - c)
-    return -total, -left, -below, -both
+        whole = sgn * (hi - lo) * (0.5 * (ylo + yhi) - c)
+        whole_below = sgn * (hi - lo) * (_clamped_mean(ylo, yhi, b) - c)
+        total += whole
+        below += whole_below
+        for k in range(n_cut):
+            a = a0 + k
+            if lo >= a:
+                continue
+            if hi <= a:  # the whole edge lies left of this cut (and of every later one)
+                for k2 in range(k, n_cut):
+                    left[k2] += whole
+                    both[k2] += whole_below
+                break
+            yh = ylo + (a - lo) * dydx
+            left[k] += sgn * (a - lo) * (0.5 * (ylo + yh) - c)
+            both[k] += sgn * (a - lo) * (_clamped_mean(ylo, yh, b) - c)
+    for k in range(n_cut):
+        left[k] = -left[k]
+        both[k] = -both[k]
+    return -total, -below
 
 
 @_jit
@@ -194,13 +206,17 @@ def footprint_kernel(
     top = south + n_lat * res
     # sin(latitude) of the grid's row edges: rows are bands between consecutive values
     y_edge = np.empty(n_lat + 1)
+    c_edge = np.empty(n_lat + 1)
     for i in range(n_lat + 1):
         y_edge[i] = math.sin((south + i * res) * deg)
+        c_edge[i] = math.cos((south + i * res) * deg)
     px = np.empty(8)
     py = np.empty(8)
     prev = np.empty(n_lat + 2)
     cur = np.empty(n_lat + 2)
     cut_y = np.empty(n_lat + 2)
+    lefts = np.empty(_MAX_STRIP)
+    boths = np.empty(_MAX_STRIP)
     used = 0
     for p in range(n):
         v = np.float64(value[p])
@@ -272,44 +288,59 @@ def footprint_kernel(
         if polar or lat_max - lat_min > 5.0:
             for k in range(nv):
                 py[k] = math.sin(py[k] * deg)
-        else:  # small pixel: one sin/cos, then sin(a + δ) by series (error < 1e-14)
-            s0 = math.sin(la0 * deg)
-            c0 = math.cos(la0 * deg)
+        else:  # small pixel: sin(a + δ) by series from the sin/cos of a row edge below it (tabulated on
+            # fine grids) or of its first corner (error < 1e-14; reciprocal constants: no divisions)
+            if res <= 1.0 and 0 <= i0 <= n_lat:
+                ref = south + i0 * res
+                s0 = y_edge[i0]
+                c0 = c_edge[i0]
+            else:
+                ref = la0
+                s0 = math.sin(la0 * deg)
+                c0 = math.cos(la0 * deg)
             for k in range(nv):
-                d = (py[k] - la0) * deg
+                d = (py[k] - ref) * deg
                 d2 = d * d
-                sd = d * (1.0 - d2 / 6.0 * (1.0 - d2 / 20.0 * (1.0 - d2 / 42.0 * (1.0 - d2 / 72.0))))
-                cd = 1.0 - d2 / 2.0 * (1.0 - d2 / 12.0 * (1.0 - d2 / 30.0 * (1.0 - d2 / 56.0)))
+                sd = d * (1.0 - d2 * _R6 * (1.0 - d2 * _R20 * (1.0 - d2 * _R42 * (1.0 - d2 * _R72))))
+                cd = 1.0 - d2 * 0.5 * (1.0 - d2 * _R12 * (1.0 - d2 * _R30 * (1.0 - d2 * _R56)))
                 py[k] = s0 * cd + c0 * sd
         for k in range(nv):
             px[k] = (px[k] - shift) * inv_res
             ymin = min(ymin, py[k])
-        if not polar and i1 - i0 <= 1 and j1 - j0 <= 1 and i0 >= 0 and i1 < n_lat:
-            # the common case at fine resolution, ≤ 2 × 2 cells: four corner areas in one pass
-            xc = float(j0 + 1)
+        if not polar and i1 - i0 <= 1 and j1 - j0 < _MAX_STRIP and i0 >= 0 and i1 < n_lat:
+            # the common case at fine resolution, ≤ 2 rows × a few columns: every cut in one pass over the
+            # edges; column m's area is left[m] - left[m - 1] (left[-1] = 0, left[nj - 1] = the area), its
+            # lower-row part the same with ``both`` (ending at the area below the row cut)
+            nj = j1 - j0 + 1
             yc = y_edge[i0 + 1] if i1 > i0 else np.inf
-            area, left, below, both = _quadrant_areas(px, py, nv, xc, yc, ymin)
+            area, below = _strip_areas(px, py, nv, float(j0 + 1), nj - 1, yc, ymin, lefts, boths)
             if abs(area) > 0.0:
+                inv_area = 1.0 / area
                 reached = False
-                for q in range(4):
-                    if q == 0:
-                        a, ii, jj = both, i0, j0
-                    elif q == 1:
-                        a, ii, jj = below - both, i0, j0 + 1
-                    elif q == 2:
-                        a, ii, jj = left - both, i0 + 1, j0
-                    else:
-                        a, ii, jj = area - left - below + both, i0 + 1, j0 + 1
-                    f = a / area
-                    jj = jj % n360
-                    if f > 1e-12 and jj < n_lon and ii <= i1 and ii < n_lat:
-                        fw = f * w
-                        c = ii * n_lon + jj
-                        sums[c, 0] += fw
-                        sums[c, 1] += fw * v
-                        sums[c, 2] += fw * fw * s * s
-                        sums[c, 3] += 1.0
-                        reached = True
+                l_prev = 0.0
+                b_prev = 0.0
+                jj = j0 % n360 - 1  # column of cell m, wrapped without a division per cell
+                for m in range(nj):
+                    l_cur = lefts[m] if m < nj - 1 else area
+                    b_cur = boths[m] if m < nj - 1 else below
+                    jj = jj + 1 if jj + 1 < n360 else 0
+                    if jj < n_lon:
+                        for r in range(2):
+                            if r == 0:
+                                a, ii = b_cur - b_prev, i0
+                            else:
+                                a, ii = (l_cur - l_prev) - (b_cur - b_prev), i0 + 1
+                            f = a * inv_area
+                            if f > 1e-12 and ii <= i1 and ii < n_lat:
+                                fw = f * w
+                                c = ii * n_lon + jj
+                                sums[c, 0] += fw
+                                sums[c, 1] += fw * v
+                                sums[c, 2] += fw * fw * s * s
+                                sums[c, 3] += 1.0
+                                reached = True
+                    l_prev = l_cur
+                    b_prev = b_cur
                 if reached:
                     used += 1
                 continue
