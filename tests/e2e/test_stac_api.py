@@ -13,11 +13,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pystac
 import pystac_client
 import pytest
 
 from catalog.validation import validate_stac
+from infra.services import Service
 from tests.conftest import REPO, Cli
 
 pytestmark = pytest.mark.slow
@@ -142,6 +144,31 @@ def test_token_pagination_walks_every_item_once(apis: dict[str, str]) -> None:
     assert sorted(walks["embedded"]) == sorted(f["id"] for f in everything["features"])
     items = {name: _walk(root + f"/collections/{GRANULES}/items?limit=1") for name, root in apis.items()}
     assert items["embedded"] == items["pgstac"] and len(items["embedded"]) >= 2
+
+
+def test_pgstac_paging_token_is_one_index_probe(apis: dict[str, str], postgres: Service) -> None:
+    """A deep page must not cost more than the first: the item behind a paging token is found through the
+    primary-key index, not by scanning the items (pgstac 0.10.0's lookup is C-collated; catalog.pgstac fixes
+    it). With sequential scans disabled the planner still falls back to one when no index can serve."""
+    _, page = _get(apis["pgstac"] + "/search?limit=1")
+    href = next(ln["href"] for ln in page["links"] if ln["rel"] == "next")
+    token = urllib.parse.parse_qs(urllib.parse.urlsplit(href).query)["token"][0]
+    plans: list[str] = []
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
+        for setting in (
+            "auto_explain.log_min_duration = 0",
+            "auto_explain.log_nested_statements = on",
+            "client_min_messages = log",
+            "enable_seqscan = off",
+            "search_path = pgstac, public",
+        ):
+            conn.execute(f"SET {setting}")
+        conn.execute("LOAD 'auto_explain'")
+        conn.execute("SELECT * FROM pgstac.get_token_record(%s)", (token,))
+    lookups = [p for p in plans if "FROM items" in p and "convert_from" in p]
+    assert lookups, plans
+    assert all("Index Scan" in p and "Seq Scan" not in p for p in lookups), lookups
 
 
 BAD_GET = [
