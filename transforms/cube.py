@@ -11,13 +11,13 @@ touches another day. The day protocol (:func:`write_day`, decision 0010, which s
 0006):
 
 1. encode the four shards in memory;
-2. a *fresh* day (none of its four objects exists: a new or back-filled day) is written in place: an intent
-   manifest (SHA-256 of each shard + the record that commits the day) goes to the staging store first, then
-   the shards to their keys, then the manifest is dropped. Every byte is uploaded once. A crash leaves the
-   manifest: eolake readers treat the day as not committed, and :func:`recover_staged` keeps the day if all
-   its objects exist (each PUT is atomic and the keys were absent, so they hold the new bytes: roll forward)
-   or deletes them (roll back to "no data"; the next run re-grids it);
-3. a day that has objects (re-gridding) is *staged*: the shards, then a manifest last, go to the staging
+2. a *fresh* day (it has no ``count`` object, so it holds no data: a new or back-filled day) is written in
+   place: an intent manifest (the size of each shard + the record that commits the day) goes to the staging
+   store first, then the shards to their keys, then the manifest is dropped. Every byte is uploaded once. A
+   crash leaves the manifest: eolake readers treat the day as not committed, and :func:`recover_staged`
+   keeps the day if all its objects exist (each PUT is atomic and the day held none, so they hold the new
+   bytes: roll forward) or deletes them (roll back to "no data"; the next run re-grids it);
+3. a day that has data (re-gridding) is *staged*: the shards, then a manifest last, go to the staging
    store (a crash here leaves the cube as it was); then each is published to its key (rename on local disk,
    server-side copy on S3, a second PUT elsewhere; a crash here leaves the manifest, and
    :func:`recover_staged` finishes the job on the next run), then the staging objects are dropped.
@@ -463,15 +463,19 @@ def write_in_place(
     day: dt.date,
     record: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Write a fresh day (none of its objects exists) straight to its keys: an intent manifest (the size of
-    each object, None for none, and ``record``), the shards, then drop the manifest. Every byte is uploaded
-    once. Returns ``record``."""
+    """Write a fresh day straight to its keys: an intent manifest (the size of each object, None for none,
+    and ``record``), the shards, then drop the manifest. Every byte is uploaded once. Returns ``record``.
+
+    Fresh: the day has no ``count`` object. ``count`` is absent exactly when no pixel reached the day, and
+    then the committed day (if any) holds no object at all, so writing in place never mixes committed data
+    with new data; objects another variable left without ``count`` can only come from an unsettled crash, and
+    are replaced or deleted here. Callers settle crashed days (:func:`recover_staged`) before writing."""
     prefix = day.isoformat()
     sizes = {name: None if data is None else len(data) for name, data in blobs.items()}
     manifest = {"day": prefix, "kind": "in-place", "objects": sizes, "record": dict(record)}
     _put(staging, f"{prefix}/manifest.json", json.dumps(manifest, default=str).encode())
     keys = day_keys(spec, day)
-    _put_all(store, {keys[name]: data for name, data in blobs.items() if data is not None})
+    _put_all(store, {keys[name]: blobs.get(name) for name in DATA_VARS})  # None: delete a crash's leftover
     _put(staging, f"{prefix}/manifest.json", None)
     return dict(record)
 
@@ -546,7 +550,7 @@ def write_encoded_day(
     day has no object yet, else staged then published."""
     ensure_cube(store, spec, until=day)
     staging = staging if staging is not None else zarr.storage.MemoryStore()
-    if not any(_exist(store, list(day_keys(spec, day).values()))):
+    if not _exist(store, [day_keys(spec, day)["count"]])[0]:
         return write_in_place(store, staging, blobs, spec=spec, day=day, record=record or {})
     manifest = stage_day(staging, blobs, day=day, record=record or {})
     return _publish(store, staging, spec, day, manifest, blobs)
