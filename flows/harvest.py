@@ -8,6 +8,9 @@ days) to the scheduled time, and records the new mark only when every download w
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import re
+from contextlib import suppress
 from typing import Any
 
 import pandas as pd
@@ -40,6 +43,12 @@ MAX_WORKERS = 64
 """Threads for transfers; each source's own ``max_connections`` bounds how many of them download at once."""
 
 
+SOURCE_LIMIT_PREFIX = "eolake-source-"
+"""Global concurrency limits ``eolake-source-<name>`` (``max_connections`` slots) bound a source's downloads
+across every harvest run at once (e.g. the NO2 and CO deployments both fetching from CDSE); created or
+resized on the Prefect server when a run starts."""
+
+
 @task(
     cache_policy=NO_CACHE,
     retries=RETRIES,
@@ -50,6 +59,33 @@ def fetch_task(
     g: UpstreamGranule, lake_url: str, source: str, attempts: int, gate: SourceGate
 ) -> dict[str, Any]:
     return harvest_granule(g, open_lake(lake_url), source=source, attempts=attempts, gate=gate)
+
+
+def source_limit_name(source: str) -> str:
+    """``eolake-source-<name>`` for a configured name; a URL or path gets a slug and a short hash."""
+    slug = re.sub(r"[^a-z0-9]+", "-", source.lower()).strip("-")
+    if slug == source:
+        return f"{SOURCE_LIMIT_PREFIX}{slug}"
+    return f"{SOURCE_LIMIT_PREFIX}{slug[-40:]}-{hashlib.sha256(source.encode()).hexdigest()[:8]}"
+
+
+def ensure_source_limit(source: str, slots: int) -> str:
+    """Create the source's global concurrency limit with ``slots``, or resize it; returns its name."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    name = source_limit_name(source)
+    with get_client(sync_client=True) as client:
+        try:
+            current = client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            with suppress(ObjectAlreadyExists):
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+        else:
+            if current.limit != slots:
+                client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=slots))
+    return name
 
 
 @flow(name="harvest_granules", task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS))  # type: ignore[arg-type]
@@ -128,6 +164,11 @@ def _harvest(
     todo = plan_harvest(upstream, ledger)
     prior = dict(zip(ledger["granule_id"], ledger["attempts"], strict=True))
     attempts = {g.granule_id: int(prior.get(g.granule_id) or 0) + 1 for g in todo}
+    if todo:  # each transfer also holds a slot of the source's limit over all runs
+        from prefect.concurrency.sync import concurrency
+
+        limit = ensure_source_limit(source, gate.max_connections)
+        gate.shared = lambda: concurrency(limit, occupy=1, strict=True)
     submitted = [(fetch_task.submit(g, the_lake.url, source, attempts[g.granule_id], gate), g) for g in todo]
     granule_of = {id(fut): g for fut, g in submitted}
     rows: list[dict[str, Any]] = []

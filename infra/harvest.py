@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import pandas as pd
@@ -70,8 +70,11 @@ class SourceGate:
     tokens), at most ``max_connections`` transfers at a time, and the first refusal of its credentials — after
     which no further download is tried (a wrong password must not turn into a request per granule)."""
 
-    def __init__(self, adapter: SourceAdapter) -> None:
+    def __init__(
+        self, adapter: SourceAdapter, *, shared: Callable[[], AbstractContextManager[object]] | None = None
+    ) -> None:
         self.adapter = adapter
+        self.shared = shared  # also held around each transfer, inside the local slot (e.g. a cross-run limit)
         self.max_connections = max(1, int(adapter.max_connections))
         self._slots = threading.BoundedSemaphore(self.max_connections)
         self._lock = threading.Lock()
@@ -81,7 +84,7 @@ class SourceGate:
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        with self._slots:
+        with self._slots, self.shared() if self.shared else nullcontext():
             with self._lock:
                 self.active += 1
                 self.peak = max(self.peak, self.active)

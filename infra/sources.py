@@ -12,7 +12,7 @@ import json
 import os
 import posixpath
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import fsspec
@@ -20,6 +20,9 @@ import pystac
 
 from transforms.errors import GranuleNameError, SourceError
 from transforms.granules import GranuleName, parse_granule_name
+
+if TYPE_CHECKING:
+    from infra.adapters.base import SourceAdapter
 
 DEFAULT_COLLECTION = "sentinel-5p-l2-netcdf"
 NETCDF_TYPES = {"application/x-netcdf", "application/netcdf"}
@@ -152,7 +155,12 @@ def find_granules(
 
 
 def search_granules(
-    adapter: Any, *, product: str, start: dt.datetime, end: dt.datetime, timeliness: str | None = None
+    adapter: SourceAdapter,
+    *,
+    product: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    timeliness: str | None = None,
 ) -> list[UpstreamGranule]:
     """An adapter's granules for the window [``start``, ``end``), de-duplicated by granule id, sorted by start."""
     found = {g.granule_id: g for g in adapter.search(product, start, end, timeliness=timeliness)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,13 +98,39 @@ def test_a_source_with_fewer_connections_never_gets_more(cli: Cli, replay: Repla
     assert replay.peak_downloads == 2  # the limit, reached (downloads take 0.5 s; many wait their turn)
 
 
+def test_two_runs_at_once_share_the_source_connections(cli: Cli, replay: Replay, tmp_path: Path) -> None:
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(
+        "sources:\n"
+        "  pc-shared:\n"
+        "    kind: planetary-computer\n"
+        f"    url: {replay.pc_url}\n"
+        "    auth: sas\n"
+        f"    token_url: {replay.pc_token_url}\n"
+        "    max_connections: 2\n"
+    )
+    cli.env["EOLAKE_SOURCES_FILE"] = str(sources)
+    replay.download_delay_s = 1.0
+    runs = [
+        ["harvest", "--source", "pc-shared", *PERIOD, "--lake", str(tmp_path / f"lake{i}")] for i in (1, 2)
+    ]
+    outs: list[str] = []
+    threads = [threading.Thread(target=lambda a=a: outs.append(cli(*a).stdout)) for a in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outs) == 2 and all(f"{len(replay.granules)} fetched" in o for o in outs)
+    assert replay.peak_downloads <= 2  # one limit for both runs (each alone would allow 2)
+
+
 def test_unknown_source_names_the_configured_ones(offline_cli: Cli, tmp_path: Path) -> None:
     proc = offline_cli(
         "harvest", "--source", "copernicus", *PERIOD, "--lake", str(tmp_path / "l"), check=False
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "eolake: error: unknown source 'copernicus': choose one of cdse, planetary-computer "
+        "eolake: error: unknown source 'copernicus': choose one of cdse, nasa-cmr, planetary-computer "
         "or give a STAC catalog/API URL or path"
     )
     assert not (tmp_path / "l").exists()
