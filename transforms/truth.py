@@ -239,10 +239,11 @@ def builtin_scenario(
 
     value = base-year annual (:func:`load_base_inventory`) / 365 × weekly factor (weekend dip, Sunday ~0.8
     for Power/Industry/Ground Transport) × seasonal factor (winter peak for Power and Residential, flipped in
-    the southern hemisphere) × (1 + small noise; sd 3%, 5% for Residential). The noise is a hash of
-    (seed, country, sector, day), so overlapping periods agree day by day. When the period spans at least 21
-    days the FIRST country gets a lockdown-like step: every sector but Residential × 0.78 for 14 days starting
-    5 days after ``start``; ``df.attrs["lockdown"]`` describes it. Columns as :func:`read_carbon_monitor_csv`.
+    the southern hemisphere; both :data:`transforms.profiles.TRUTH`) × (1 + small noise; sd 3%, 5% for
+    Residential). The noise is a hash of (seed, country, sector, day), so overlapping periods agree day by
+    day. When the period spans at least 21 days the FIRST country gets a lockdown-like step: every sector but
+    Residential × 0.78 for 14 days starting 5 days after ``start``; ``df.attrs["lockdown"]`` describes it.
+    Columns as :func:`read_carbon_monitor_csv`.
     """
     t0, t1 = _as_date(start, "start"), _as_date(end, "end")
     if t1 < t0:
