@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from infra.adapters import load_sources
 from infra.ledger import read_marks, record_mark
 from infra.storage import open_lake
 from tests.conftest import Cli
@@ -129,9 +130,9 @@ def test_unknown_source_names_the_configured_ones(offline_cli: Cli, tmp_path: Pa
         "harvest", "--source", "copernicus", *PERIOD, "--lake", str(tmp_path / "l"), check=False
     )
     assert proc.returncode == 2
+    names = ", ".join(sorted(load_sources()))  # the committed sources file's
     assert proc.stderr.strip() == (
-        "eolake: error: unknown source 'copernicus': choose one of cdse, nasa-cmr, planetary-computer "
-        "or give a STAC catalog/API URL or path"
+        f"eolake: error: unknown source 'copernicus': choose one of {names} or give a STAC catalog/API URL or path"
     )
     assert not (tmp_path / "l").exists()
 

@@ -90,7 +90,11 @@ def test_a_bad_sources_file_entry_is_one_clear_line(tmp_path: Path, entry: str, 
 def test_an_unknown_source_name_lists_the_configured_ones() -> None:
     with pytest.raises(UnknownSourceError) as info:
         open_source("copernicus")
-    assert str(info.value).startswith("unknown source 'copernicus': choose one of cdse, planetary-computer")
+    names = ", ".join(sorted(load_sources()))
+    assert str(info.value) == (
+        f"unknown source 'copernicus': choose one of {names} or give a STAC catalog/API URL or path"
+    )
+    assert "cdse" in names and "planetary-computer" in names
 
 
 # ---- Planetary Computer ----
