@@ -742,14 +742,13 @@ def derive_emissions(
     # x (NOx-equivalent at the mean ratio) = level × shape × the day's NOx/CO2 relative to the mean
     multiplier = np.ones((len(dates), unknown.size + 1))
     multiplier[:, :-1] = shape * reff_day / reff[unknown][None, :]
-    level = np.maximum(obs_annual[unknown].sum(axis=1) / 365.0, 1e-6)  # the inventory's level: scale only
+    level = np.maximum(obs_annual[unknown].sum(axis=1) / 365.0, 1e-6)  # the weak prior's mean and scale
     scale = np.append(level, BACKGROUND_PRIOR_MOL_M2)
     inflation = np.ones(len(dates))
     state, state_sd = _smooth_levels(normal, multiplier, scale, inflation)
     inflation = np.maximum(_reduced_chi2(normal, state * multiplier), 1.0)
     state, state_sd = _smooth_levels(normal, multiplier, scale, inflation)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        coverage = np.clip(normal.coverage, 0.0, 1.0)
+    coverage = np.clip(normal.coverage, 0.0, 1.0)
     ok = coverage >= min_coverage
 
     frames = []
