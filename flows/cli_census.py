@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from flows.cli import _check_period, _lake, _prefect_env, add_lake, add_period, parse_product
+from flows.cli import _check_period, _lake, _prefect_env, add_lake, add_period, parse_lake_product
 
 
 def cmd_census(args: argparse.Namespace) -> None:
@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
         "census", help="compare the lake's ledger with upstream: missing, quarantined, superseded"
     )
     p.add_argument("--source", required=True, help="static catalog path/URL or STAC API root")
-    p.add_argument("--product", type=parse_product, default="no2")
+    p.add_argument("--product", type=parse_lake_product, default="no2")
     add_period(p, required=True)
     add_lake(p)
     p.set_defaults(func=cmd_census)

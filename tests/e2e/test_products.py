@@ -1,5 +1,5 @@
-"""OCO-2 Lite and NIES GOSAT end to end through the CLI: simulate (the real formats) → harvest → grid into a
-daily cube on each product's default grid → STAC items. A truncated Lite file and a corrupt NIES file that
+"""OCO-2 Lite and NIES GOSAT end to end through the CLI: simulate (the real formats) → harvest (and census) →
+grid into a daily cube on each product's default grid → STAC items. A truncated Lite file and a corrupt NIES file that
 upstream publishes (with matching size and checksum) are quarantined with the reader's reason; the cube's
 cells equal an independent binning of the raw files (h5py, xco2_quality_flag == 0, inverse variance)."""
 
@@ -87,6 +87,10 @@ def test_oco2_and_gosat_end_to_end(cli, tmp_path: Path) -> None:
         assert ledger.loc[gid, "status"] == "quarantined"
         assert "cannot be read" in ledger.loc[gid, "reason"] or "not an HDF5" in ledger.loc[gid, "reason"]
     assert next((lake / "raw").rglob(lite[0])).read_bytes() == good_lite
+    census = cli(
+        "census", "--source", source, "--product", "oco2-xco2", *PERIOD, "--lake", str(lake), check=False
+    )
+    assert census.returncode == 1 and f"  quarantined {bad}" in census.stdout  # completeness names it
 
     # grid each product's first day on its default grid (OCO-2 1°, GOSAT 2°)
     day = ["--start", "2020-03-02", "--end", "2020-03-02", f"--bbox={BBOX}"]
