@@ -30,7 +30,6 @@ from infra.http import RetryPolicy, UpstreamAuthError, download
 from infra.sources import redact_url
 from infra.storage import Lake
 from transforms.errors import GranuleReadError, SourceError
-from transforms.s5p import open_observations
 
 BLOCK = 8 * 2**20
 """Read size when copying from a file system or object store."""
@@ -184,6 +183,8 @@ def _mismatch(size: int, sha: str, expected_size: int | None, expected_sha256: s
 
 
 def _unreadable(lake: Lake, path: str, product: str) -> str | None:
+    from transforms.s5p import open_observations  # ~1 s of imports (xarray, h5netcdf, numba): not for --plan
+
     try:
         with lake.fs.open(path, "rb") as f:
             open_observations(f, product=product).close()
