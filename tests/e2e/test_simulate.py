@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pystac
+import pytest
 
 from catalog.validation import validate_stac
 from transforms.s5p import open_observations
@@ -68,3 +69,40 @@ def test_antimeridian_domain_and_real_structure(cli, tmp_path: Path) -> None:
         assert qa.dtype == np.uint8 and np.asarray(qa.attrs["scale_factor"]).ravel()[0] == np.float32(0.01)
         assert sim["PRODUCT/SUPPORT_DATA/GEOLOCATIONS/latitude_bounds"].shape[-1] == 4
         assert sim["PRODUCT"]["ground_pixel"].shape == real["PRODUCT"]["ground_pixel"].shape == (450,)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["simulate", "--out", "a", "--product", "xco2"],
+            "unknown product 'xco2': choose one of no2, oco2-xco2",
+        ),
+        (
+            [
+                "simulate",
+                "--out",
+                "a",
+                "--product",
+                "tansat-xco2",
+                "--start",
+                "2016-01-01",
+                "--end",
+                "2016-01-02",
+            ],
+            "--start 2016-01-01 is before TanSat data begins (2017-03-01)",
+        ),
+        (
+            ["grid", "--product", "oco2-xco2", "--start", "2014-01-01", "--end", "2014-01-02", "--lake", "l"],
+            "--start 2014-01-01 is before OCO-2 data begins (2014-09-06)",
+        ),
+    ],
+)
+def test_product_arguments_fail_in_one_line(
+    offline_cli, tmp_path: Path, args: list[str], message: str
+) -> None:
+    proc = offline_cli(*args, check=False)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("eolake: error: ") and message in line
+    assert not (tmp_path / "a").exists()

@@ -234,3 +234,20 @@ def test_gridding_keeps_only_flag_zero_soundings(tmp_path: Path) -> None:
     assert stats.pixels_read == 3 and stats.pixels_used == 2
     assert float(fields["mean"].sel(lat=10.5, lon=20.5)) == pytest.approx(412.0)
     assert int(fields["count"].sum()) == 2
+
+
+@pytest.mark.parametrize("make", [oco2_file, acos_file])
+def test_footprint_binning_conserves_the_soundings(tmp_path: Path, make: object) -> None:
+    """Footprint binning of vertex footprints (OCO-2) and nominal squares (ACOS): the soundings' weights are
+    spread over the cells they cover and sum back to the centre binning's total; the means agree on a fine grid
+    cell that one footprint covers alone."""
+    path = make(tmp_path)  # type: ignore[operator]
+    grid = GridSpec(0.5, (19.0, 9.0, 21.0, 11.0))
+    product = get_product("oco2-xco2" if "oco2" in path.name else "acos-xco2")
+    with open(path, "rb") as f:
+        centre, _ = grid_granules([f], day=DAY, grid=grid, product=product, method="centre")
+    with open(path, "rb") as f:
+        spread, stats = grid_granules([f], day=DAY, grid=grid, product=product, method="footprint")
+    assert stats.pixels_used == 1  # sounding 2 is missing, sounding 3 flagged (and outside the grid)
+    assert float(spread["weight"].sum()) == pytest.approx(float(centre["weight"].sum()), rel=1e-6)
+    assert float(np.nanmax(spread["mean"].values)) == pytest.approx(410.25, rel=1e-6)
