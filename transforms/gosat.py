@@ -35,12 +35,12 @@ from transforms.errors import GranuleReadError, InputError
 from transforms.granules import GranuleName
 from transforms.products import ProductSpec, get_product
 from transforms.soundings import (
+    READ_ERRORS,
     Source,
     attr_text,
     describe,
     observations,
     open_hdf5,
-    read_errors,
     read_float,
     sounding_ids,
     square_corners,
@@ -119,7 +119,7 @@ def open_nies_observations(source: Source, *, product: str | ProductSpec, corner
             return _read(f, spec, label, corners=corners)
     except GranuleReadError:
         raise
-    except read_errors(label) as err:
+    except READ_ERRORS as err:
         raise GranuleReadError(
             f"granule {label} cannot be read (truncated or corrupt?): {type(err).__name__}: {err}; download it again"
         ) from err

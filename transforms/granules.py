@@ -4,8 +4,8 @@
 mission, processing mode, product type, sensing start/end (UTC), absolute orbit, collection,
 processor version (``010302`` = 1.3.2) and production time (UTC).
 
-The other families (verified: the OCO-2 and ACOS names from GES DISC listings; assumed: the NIES and TanSat
-names, from the formats note and the product descriptions' conventions):
+The other families (verified: the ACOS Lite name from a GES DISC OPeNDAP listing, the OCO-2 Lite and TanSat
+patterns from the formats note; assumed: the NIES name):
 
 - OCO-2/OCO-3/ACOS Lite FP: ``oco2_LtCO2_201231_B11014Ar_220729012824s.nc4`` = mission, day (YYMMDD), build
   (``B11014A``, release letter ``r``), production time (YYMMDDhhmmss); ACOS names may carry a

@@ -4,15 +4,11 @@ A :class:`ProductSpec` names the variables a reader takes from a granule and the
 everything product-specific elsewhere (file layout, STAC asset titles, cube origin, default grid) is read
 from here. Products come in *families*, one reader and one file-name pattern each:
 
-========== ============================================ ================================================
-family     products                                     files
-========== ============================================ ================================================
-s5p        ``no2``, ``co``, ``ch4``                     S5P TROPOMI L2 netCDF4 (``transforms/s5p.py``)
-oco_lite   ``oco2-xco2``, ``oco3-xco2``, ``acos-xco2``  OCO-2/OCO-3/ACOS-GOSAT Lite FP daily netCDF4
-                                                        (``transforms/oco.py``)
-gosat_nies ``gosat-xco2``                               NIES GOSAT TANSO-FTS SWIR L2 HDF5 (``transforms/gosat.py``)
-tansat_lite ``tansat-xco2``                             TanSat ACGS XCO2 lite daily netCDF4 (``transforms/tansat.py``)
-========== ============================================ ================================================
+- ``s5p``: ``no2``, ``co``, ``ch4`` — S5P TROPOMI L2 netCDF4 (``transforms/s5p.py``);
+- ``oco_lite``: ``oco2-xco2``, ``oco3-xco2``, ``acos-xco2`` — OCO-2/OCO-3/ACOS-GOSAT Lite FP daily netCDF4
+  (``transforms/oco.py``);
+- ``gosat_nies``: ``gosat-xco2`` — NIES GOSAT TANSO-FTS SWIR L2 HDF5 (``transforms/gosat.py``);
+- ``tansat_lite``: ``tansat-xco2`` — TanSat ACGS XCO2 lite daily netCDF4 (``transforms/tansat.py``).
 
 XCO2 products' quality rule is a flag (``qa_flag_good``): their readers report ``qa`` = 1 where the flag
 equals the good value and 0 elsewhere, so the one rule of the standard observations (``qa > qa_threshold``)

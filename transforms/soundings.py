@@ -72,9 +72,16 @@ def open_hdf5(source: Source, label: str) -> Iterator[h5py.File]:
         yield handle
 
 
-def read_errors(label: str) -> tuple[type[BaseException], ...]:
-    """The low-level errors a truncated or corrupt file raises while reading (turned into GranuleReadError)."""
-    return (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError)
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    KeyError,
+    ValueError,
+    TypeError,
+    RuntimeError,
+    IndexError,
+)
+"""The low-level errors a truncated or corrupt file raises while reading (readers turn them into
+GranuleReadError)."""
 
 
 def variable(f: h5py.Group, path: str, label: str) -> h5py.Dataset:

@@ -24,12 +24,12 @@ from transforms.products import ProductSpec, get_product
 from transforms.soundings import (
     EPOCH_1970,
     LITE_MISSING,
+    READ_ERRORS,
     Source,
     attr_text,
     describe,
     observations,
     open_hdf5,
-    read_errors,
     read_float,
     sounding_ids,
     square_corners,
@@ -115,7 +115,7 @@ def open_tansat_observations(
             return _read(f, spec, label, corners=corners)
     except GranuleReadError:
         raise
-    except read_errors(label) as err:
+    except READ_ERRORS as err:
         raise GranuleReadError(
             f"granule {label} cannot be read (truncated or corrupt?): {type(err).__name__}: {err}; download it again"
         ) from err
