@@ -35,6 +35,7 @@ from typing import IO, Any, TypeVar
 
 import h5netcdf
 import h5py
+import numba
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -758,12 +759,11 @@ def _decode(ds: h5py.Dataset, ndim: int, label: str) -> npt.NDArray[np.floating[
             ds.read_direct(out)
         out = _squeeze_time(out, ndim)
         limit = np.float32(FILL_VALUE_FLOAT) * 0.999
-        bad = ~(np.abs(out) < limit)  # non-finite or the netCDF float fill
+        _blank_fills(out.reshape(-1), limit)  # non-finite or the netCDF float fill → NaN, in one pass
         for fill in fills:
             small = fill[np.abs(fill.astype(np.float64)) < limit]
             if small.size:
-                bad |= np.isin(out, small)
-        np.copyto(out, np.float32(np.nan), where=bad)
+                np.copyto(out, np.float32(np.nan), where=np.isin(out, small))
         return out
     raw = _squeeze_time(ds[()], ndim)
     if raw.dtype.itemsize == 1 and np.issubdtype(raw.dtype, np.integer):
@@ -771,6 +771,15 @@ def _decode(ds: h5py.Dataset, ndim: int, label: str) -> npt.NDArray[np.floating[
         table = _decode_values(codes.view(raw.dtype), fills, scale, offset)
         return table[raw.view(np.uint8)]
     return _decode_values(raw, fills, scale, offset)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=False)
+def _blank_fills(a: Any, limit: Any) -> None:
+    """Set to NaN, in place, every element of the flat float32 ``a`` that is not finite with ``|x| < limit``
+    (no fastmath: the NaN test must stay)."""
+    for i in range(a.shape[0]):
+        if not abs(a[i]) < limit:
+            a[i] = np.nan
 
 
 def _decode_values(
