@@ -348,3 +348,32 @@ def test_countries_outside_the_inventory_get_an_area_share_of_row(setup: dict[st
     np.testing.assert_allclose(annual[1] / annual[1].sum(), row / row.sum())  # ROW's sector split
     assert 0 < annual[1].sum() < 0.002 * row.sum()  # Albania: a small share of ROW, not all of it
     assert annual[2].sum() > 20 * annual[1].sum()  # Mongolia is ~50× Albania's area
+
+
+def test_inversion_grid_pads_the_domain_by_four_sigma_cell_for_cell() -> None:
+    padded = em.inversion_grid(GRID, smoothing_km=30.0)
+    assert padded.resolution == GRID.resolution
+    pad_deg = 4 * 30.0 / 111.195
+    west, south, east, north = padded.bounds
+    assert south <= GRID.bounds[1] - pad_deg and north >= GRID.bounds[3] + pad_deg
+    assert (
+        west <= GRID.bounds[0] - pad_deg and east >= GRID.bounds[2] + pad_deg
+    )  # wider in lon, by 1/cos(lat)
+    rows, cols = em._crop(padded, GRID)
+    np.testing.assert_allclose(padded.lat()[rows], GRID.lat())
+    np.testing.assert_allclose(padded.lon()[cols], GRID.lon())
+    assert em.inversion_grid(GridSpec(0.5)) == GridSpec(0.5)  # a global grid has no outside
+    with pytest.raises(InputError, match="mask shape"):
+        em.derive_emissions(
+            xr.Dataset(
+                {
+                    v: (("time", "lat", "lon"), np.zeros((1, *GRID.shape)))
+                    for v in ("mean", "count", "uncertainty")
+                },
+                coords={"time": pd.date_range(START, periods=1)},
+            ),
+            GRID,
+            mask=regions.country_mask(GRID),  # on the domain, not the inversion grid
+            inventory=truth.load_base_inventory(),
+            release="r",
+        )
