@@ -157,7 +157,7 @@ def main() -> None:
     print(f"  eolake, 2 threads : {results[2] / baseline:5.2f}×   (goal ≤ 1.5×)")
     print(f"  eolake, 1 thread  : {results[1] / baseline:5.2f}×")
     print(
-        f"  derivation kernel : {t_obs / baseline:5.2f}×   (four sums at once, for the emissions inversion)"
+        f"  derivation kernel : {t_obs / baseline:5.2f}×   (per-day normal equations over every observed cell, sea too)"
     )
     print(
         f"  naive groupby     : {t_gb_year / baseline:5.1f}×   (extrapolated from {args.groupby_days} days)"
