@@ -71,3 +71,30 @@ def test_one_collection_per_product_and_harvest_finds_them(archive: tuple[Path, 
 def test_unknown_product_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="simulator writes"):
         simulate_day(str(tmp_path), DAY, pd.DataFrame(), bounds=BBOX, product="co")
+
+
+@pytest.mark.parametrize("product", XCO2)
+@pytest.mark.parametrize("damage", ["truncated", "scrambled"])
+def test_transfer_quarantines_bad_files_of_each_format(
+    archive: tuple[Path, dict[str, dict]], tmp_path: Path, product: str, damage: str
+) -> None:
+    """The harvest's verified copy opens each file with its product's reader: a good file lands under raw/, a
+    truncated or scrambled one (published with matching size and checksum) is quarantined with the reason."""
+    from infra.storage import open_lake
+    from infra.transfer import fetch_granule, raw_key
+
+    _, items = archive
+    good = Path(items[product]["assets"][product]["href"])
+    lake = open_lake(str(tmp_path / "lake"))
+    ok = fetch_granule(str(good), lake, raw_key(product, good.name, str(DAY)), product=product)
+    assert ok.ok and ok.key.startswith("raw/")
+    data = good.read_bytes()
+    bad = tmp_path / good.name
+    bad.write_bytes(
+        data[: len(data) // 3] if damage == "truncated" else data[:4096] + bytes(len(data) - 4096)
+    )
+    result = fetch_granule(str(bad), lake, raw_key(product, "x-" + good.name, str(DAY)), product=product)
+    assert not result.ok and result.key.startswith("quarantine/")
+    reasons = ("cannot be read", "not an HDF5", "has no variable", "is not a GOSAT file")
+    assert result.reason and result.reason.startswith("unreadable: granule ")
+    assert any(r in result.reason for r in reasons), result.reason
