@@ -82,7 +82,7 @@ def main() -> None:
         f"global 0.1° ({GRID.shape[0]}×{GRID.shape[1]}), {args.days} days, {table['iso3'].nunique()} regions"
     )
     print(f"  mask + proxies        {t_static:7.1f} s")
-    print(f"  derivation (footprints, neighbour layers, streamed sums, solve, table) {t_derive:7.1f} s")
+    print(f"  derivation (footprint layers, streamed normal equations, smoother, table) {t_derive:7.1f} s")
     print(f"  rows {len(table)}, peak RSS {peak:.2f} GB")
 
 
