@@ -1,6 +1,6 @@
 """Benchmark: the emissions derivation on the global 0.1° grid, streamed over synthetic cube days.
 
-Builds the static per-grid parts (country mask, sector proxies, footprints and neighbour layers) and runs
+Builds the static per-grid parts (country mask, sector proxies, footprint layers) and runs
 ``transforms.emissions.derive_emissions`` over ``--days`` lazily generated days (chunks 1 × 1024², like the
 cube) on dask's threaded scheduler. Reports the time of each part and the process's peak memory (RSS): the
 static parts cost the same for any number of days, and the days stream chunk by chunk, so the peak should
