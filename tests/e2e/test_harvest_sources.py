@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from infra.adapters import load_sources
+from infra.adapters.registry import REPO_SOURCES_FILE
 from infra.ledger import read_marks, record_mark
 from infra.storage import open_lake
 from tests.conftest import Cli
@@ -130,7 +131,7 @@ def test_unknown_source_names_the_configured_ones(offline_cli: Cli, tmp_path: Pa
         "harvest", "--source", "copernicus", *PERIOD, "--lake", str(tmp_path / "l"), check=False
     )
     assert proc.returncode == 2
-    names = ", ".join(sorted(load_sources()))  # the committed sources file's
+    names = ", ".join(sorted(load_sources(REPO_SOURCES_FILE)))
     assert proc.stderr.strip() == (
         f"eolake: error: unknown source 'copernicus': choose one of {names} or give a STAC catalog/API URL or path"
     )

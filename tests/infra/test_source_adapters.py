@@ -27,6 +27,15 @@ START, END = dt.date(2020, 3, 2), dt.date(2020, 3, 3)
 BBOX = (4.0, 47.0, 12.0, 53.0)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Settings are cached per process: read them afresh in each test, and leave none behind."""
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return simulated_catalog(tmp_path_factory.mktemp("archive"), START.isoformat(), END.isoformat(), BBOX)
