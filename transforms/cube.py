@@ -548,9 +548,12 @@ def write_encoded_day(
 ) -> dict[str, Any]:
     """The storage half of :func:`write_day`: ``blobs`` (from :func:`encode_day`) written in place when the
     day has no object yet, else staged then published."""
-    ensure_cube(store, spec, until=day)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # two round trips at once: the day's count, the axis
+        has_data = pool.submit(_exist, store, [day_keys(spec, day)["count"]])
+        ensure_cube(store, spec, until=day)
+        fresh = not has_data.result()[0]
     staging = staging if staging is not None else zarr.storage.MemoryStore()
-    if not _exist(store, [day_keys(spec, day)["count"]])[0]:
+    if fresh:
         return write_in_place(store, staging, blobs, spec=spec, day=day, record=record or {})
     manifest = stage_day(staging, blobs, day=day, record=record or {})
     return _publish(store, staging, spec, day, manifest, blobs)
