@@ -76,8 +76,14 @@ def _normal_kernel(
     base_b = m * m
     base_c = base_b + m
     out = np.zeros((nt, base_c + n + 2))
+    floor2 = floor * floor
     for t in range(nt):
         o = out[t]
+        # the background's sums stay in registers; the region terms go to ``o``
+        sum_w = 0.0
+        sum_wv = 0.0
+        sum_wvv = 0.0
+        cells = 0.0
         for y in range(ny):
             for x in range(nx):
                 if count[t, y, x] <= 0:
@@ -88,15 +94,15 @@ def _normal_kernel(
                 s = unc[t, y, x]
                 if not np.isfinite(s):
                     s = 0.0
-                omega = 1.0 / (s * s + floor * floor)
+                omega = 1.0 / (s * s + floor2)
                 v = v - background
                 k = regions[y, x]
                 if k >= 0:
                     o[base_c + k] += weight[y, x]
-                o[base_c + n] += omega * v * v
-                o[base_c + n + 1] += 1.0
-                o[n * m + n] += omega
-                o[base_b + n] += omega * v
+                sum_wvv += omega * v * v
+                cells += 1.0
+                sum_w += omega
+                sum_wv += omega * v
                 for j in range(n_layers):
                     a = fp_idx[j, y, x]
                     if a < 0:
@@ -104,12 +110,17 @@ def _normal_kernel(
                     h = omega * fp_val[j, y, x]
                     o[base_b + a] += h * v
                     o[a * m + n] += h
-                    o[n * m + a] += h
                     for i in range(n_layers):
                         c = fp_idx[i, y, x]
                         if c < 0:
                             break
                         o[a * m + c] += h * fp_val[i, y, x]
+        o[base_c + n] += sum_wvv
+        o[base_c + n + 1] += cells
+        o[n * m + n] += sum_w
+        o[base_b + n] += sum_wv
+        for a in range(n):  # the background row mirrors its column
+            o[n * m + a] = o[a * m + n]
     return out
 
 
