@@ -30,6 +30,7 @@ from infra.http import RetryPolicy, UpstreamAuthError, download
 from infra.sources import redact_url
 from infra.storage import Lake
 from transforms.errors import GranuleReadError, SourceError
+from transforms.products import get_product
 
 BLOCK = 8 * 2**20
 """Read size when copying from a file system or object store."""
@@ -48,9 +49,10 @@ class TransferResult:
 
 
 def raw_key(product: str, granule_filename: str, day: str) -> str:
-    """``raw/s5p/<product>/YYYY/MM/DD/<file>`` (``day`` as YYYY-MM-DD of the granule start)."""
+    """``raw/<mission>/<product>/YYYY/MM/DD/<file>`` (``day`` as YYYY-MM-DD of the granule start), e.g.
+    ``raw/s5p/no2/...`` or ``raw/oco2/oco2-xco2/...``."""
     y, m, d = day.split("-")
-    return posixpath.join("raw", "s5p", product, y, m, d, granule_filename)
+    return posixpath.join("raw", get_product(product).mission, product, y, m, d, granule_filename)
 
 
 class _LocalTarget:
@@ -183,7 +185,7 @@ def _mismatch(size: int, sha: str, expected_size: int | None, expected_sha256: s
 
 
 def _unreadable(lake: Lake, path: str, product: str) -> str | None:
-    from transforms.s5p import open_observations  # ~1 s of imports (xarray, h5netcdf, numba): not for --plan
+    from transforms.observations import open_observations  # ~1 s of imports (xarray, numba): not for --plan
 
     try:
         with lake.fs.open(path, "rb") as f:
