@@ -139,7 +139,6 @@ def _strip_areas(
             lo, hi, ylo, yhi, sgn = x1, x2, ys[e], ys[e2], 1.0
         else:
             lo, hi, ylo, yhi, sgn = x2, x1, ys[e2], ys[e], -1.0
-        dydx = (yhi - ylo) / (hi - lo)
         whole = sgn * (hi - lo) * (0.5 * (ylo + yhi) - c)
         whole_below = sgn * (hi - lo) * (_clamped_mean(ylo, yhi, b) - c)
         total += whole
@@ -153,7 +152,7 @@ def _strip_areas(
                     left[k2] += whole
                     both[k2] += whole_below
                 break
-            yh = ylo + (a - lo) * dydx
+            yh = ylo + (a - lo) * (yhi - ylo) / (hi - lo)
             left[k] += sgn * (a - lo) * (0.5 * (ylo + yh) - c)
             both[k] += sgn * (a - lo) * (_clamped_mean(ylo, yh, b) - c)
     for k in range(n_cut):
