@@ -426,7 +426,7 @@ def staged_days(staging: Store) -> list[dt.date]:
 def publish_staged(store: Store, staging: Store, spec: CubeSpec, day: dt.date) -> dict[str, Any] | None:
     """Finish a day a crashed run left with a manifest. A staged day: put its shards at their keys in the
     cube, verify them against the manifest, drop the staging objects, return the manifest's record. A fresh
-    day written in place: keep it (return the record) when every object matches the manifest, otherwise
+    day written in place: keep it (return the record) when every object the manifest names exists, otherwise
     delete its objects (the day goes back to "no data", to be re-gridded) and return None. Idempotent."""
     prefix = day.isoformat()
     raw = _get(staging, f"{prefix}/manifest.json")
@@ -442,8 +442,8 @@ def publish_staged(store: Store, staging: Store, spec: CubeSpec, day: dt.date) -
 def _settle_in_place(
     store: Store, staging: Store, spec: CubeSpec, day: dt.date, manifest: Mapping[str, Any]
 ) -> dict[str, Any] | None:
-    # The day's keys were all absent and every PUT is atomic, so an object that exists holds exactly its new
-    # bytes: the day is complete when every object the manifest names exists.
+    # The day held no data before the intent and every PUT is atomic, so an object that exists holds exactly
+    # its new bytes: the day is complete when every object the manifest names exists.
     keys = day_keys(spec, day)
     names = [name for name, size in manifest["objects"].items() if size is not None]
     complete = all(_exist(store, [keys[name] for name in names]))
@@ -547,7 +547,7 @@ def write_encoded_day(
     record: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The storage half of :func:`write_day`: ``blobs`` (from :func:`encode_day`) written in place when the
-    day has no object yet, else staged then published."""
+    day holds no data yet (no ``count`` object), else staged then published."""
     with ThreadPoolExecutor(max_workers=1) as pool:  # two round trips at once: the day's count, the axis
         has_data = pool.submit(_exist, store, [day_keys(spec, day)["count"]])
         ensure_cube(store, spec, until=day)
