@@ -56,10 +56,11 @@ def monthly_means(days: xr.Dataset) -> xr.Dataset:
     swv = (w * days["mean"].astype(np.float64)).where(seen, 0.0).sum("time")
     var = ((w * days["uncertainty"].astype(np.float64)) ** 2).where(seen, 0.0).sum("time")
     observed = sw > 0
+    sw_seen = sw.where(observed)  # NaN, not 0, where no day observed: no 0/0 (and no RuntimeWarning)
     out = xr.Dataset(
         {
-            "mean": (swv / sw).where(observed).astype(np.float32),
-            "uncertainty": (var**0.5 / sw).where(observed).astype(np.float32),
+            "mean": (swv / sw_seen).astype(np.float32),
+            "uncertainty": (var**0.5 / sw_seen).astype(np.float32),
             "count": days["count"].where(seen, 0).sum("time").astype(np.int32),
             "weight": sw.where(observed).astype(np.float32),
         }
