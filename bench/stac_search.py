@@ -173,8 +173,9 @@ def deep_walk_url(n: int) -> str:
 
 
 def page_costs(pages: list[float]) -> dict[str, Any]:
-    """Per-page cost along a walk: first, median, last pages and the drift (mean of the last tenth of the pages
-    over the mean of the first tenth after page 1, which pays for warming caches; 1.0 = constant cost)."""
+    """Per-page cost along a walk: first, median, last pages and the drift (median of the last tenth of the pages
+    over the median of the first tenth after page 1, which pays for warming caches; 1.0 = constant cost;
+    medians, as a busy machine adds spikes)."""
     body = pages[1:] or pages
     k = max(1, len(body) // 10)
     return {
@@ -182,7 +183,7 @@ def page_costs(pages: list[float]) -> dict[str, Any]:
         "page1_ms": round(1000 * pages[0], 1),
         "median_page_ms": round(1000 * statistics.median(body), 1),
         "last_page_ms": round(1000 * pages[-1], 1),
-        "drift_last_over_first": round(statistics.mean(body[-k:]) / statistics.mean(body[:k]), 2),
+        "drift_last_over_first": round(statistics.median(body[-k:]) / statistics.median(body[:k]), 2),
     }
 
 
