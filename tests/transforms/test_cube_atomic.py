@@ -199,3 +199,41 @@ def test_a_crash_while_writing_a_fresh_day_is_rolled_back_and_regridded(tmp_path
     assert np.isnan(_mean(store, D1)).all() and _digests(root, D2) == other
     write_day(store, _fields(5.0), day=D1, spec=SPEC, staging=staging)  # the next run re-grids it
     assert np.nanmax(_mean(store, D1)) == 5.0
+
+
+def test_on_s3_fresh_days_go_in_place_and_a_regrid_is_copied_server_side(s3_server) -> None:  # type: ignore[no-untyped-def]
+    """On the real S3 server: a fresh day is written in place (staging gets only its manifest, dropped at
+    the end); a re-grid is staged and published by server-side copy; the other day is untouched."""
+    from infra.settings import Settings
+    from infra.storage import open_lake, zarr_store
+
+    env = s3_server.env
+    settings = Settings(
+        s3_endpoint_url=env["AWS_ENDPOINT_URL"],
+        s3_key=env["AWS_ACCESS_KEY_ID"],
+        s3_secret=env["AWS_SECRET_ACCESS_KEY"],  # type: ignore[arg-type]
+    )
+    lake = open_lake("s3://cube-atomic/lake", settings=settings)
+    lake.fs.makedirs("cube-atomic", exist_ok=True)
+    store, staging = zarr_store(lake, "cube.zarr"), zarr_store(lake, "staging")
+    fs = store.fs
+    copies: list[str] = []
+    copy = fs._copy
+
+    async def counting_copy(path1: str, path2: str, **kw) -> None:  # type: ignore[no-untyped-def]
+        copies.append(path2)
+        await copy(path1, path2, **kw)
+
+    fs._copy = counting_copy  # observe the real server-side copies
+    try:
+        write_day(store, _fields(1.0), day=D1, spec=SPEC, staging=staging)
+        write_day(store, _fields(7.0), day=D2, spec=SPEC, staging=staging)
+        assert copies == [] and staged_days(staging) == []
+        before = open_cube(store).sel(time=str(D2))["mean"].values
+        write_day(store, _fields(3.0), day=D1, spec=SPEC, staging=staging)  # re-grid
+    finally:
+        del fs._copy
+    assert sorted(copies) == sorted(lake.path(f"cube.zarr/{k}") for k in day_keys(SPEC, D1).values())
+    assert staged_days(staging) == [] and not lake.fs.find(lake.path("staging"))
+    assert np.nanmax(_mean(store, D1)) == 3.0
+    np.testing.assert_array_equal(open_cube(store).sel(time=str(D2))["mean"].values, before)
