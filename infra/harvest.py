@@ -196,23 +196,30 @@ def failed_row(g: UpstreamGranule, *, source: str, error: SourceError, attempts:
 
 def resolve_versions(ledger: pd.DataFrame) -> pd.DataFrame:
     """Rows whose status must change so each acquisition keeps exactly one harvested version: the best by
-    mode (RPRO > OFFL > NRTI), then processor version, then production time; the others become superseded."""
-    live = ledger[ledger["status"].isin(["harvested", "superseded"])]
-    changed = []
-    for _, group in live.groupby("acquisition"):
-        ranked = sorted(
-            group.itertuples(index=False), key=lambda r: parse_granule_name(r.granule_id).version_key
-        )
-        best = ranked[-1]
-        for row in ranked:
-            want = "harvested" if row is best else "superseded"
-            if row.status != want:
-                d = row._asdict()
-                d["status"] = want
-                d["reason"] = None if want == "harvested" else f"superseded by {best.granule_id}"
-                d["updated"] = dt.datetime.now(dt.UTC)
-                changed.append(d)
-    return pd.DataFrame(changed)
+    mode (RPRO > OFFL > NRTI), then processor version, then production time (ties: the later ledger row);
+    the others become superseded.
+
+    Only acquisitions holding several versions, or a version not harvested, are ranked (their file names
+    parsed); a settled ledger — one harvested row per acquisition — costs a group count, not a parse per row."""
+    live = ledger[ledger["status"].isin(["harvested", "superseded"]) & ledger["acquisition"].notna()]
+    versions = live["acquisition"].map(live["acquisition"].value_counts())
+    unsettled = live[(versions > 1) | (live["status"] != "harvested")].reset_index(drop=True)
+    if unsettled.empty:
+        return pd.DataFrame()
+    keys = [parse_granule_name(gid).version_key for gid in unsettled["granule_id"]]
+    rank = pd.Series(0, index=unsettled.index)
+    rank.iloc[sorted(range(len(keys)), key=keys.__getitem__)] = range(len(keys))
+    is_best = rank == rank.groupby(unsettled["acquisition"]).transform("max")
+    best_id = unsettled["granule_id"].where(is_best).groupby(unsettled["acquisition"]).transform("first")
+    want = is_best.map({True: "harvested", False: "superseded"})
+    reason = [None if b else f"superseded by {x}" for b, x in zip(is_best, best_id, strict=True)]
+    changed = unsettled.assign(status=want, reason=pd.Series(reason, dtype=object), _rank=rank)[
+        want != unsettled["status"]
+    ]
+    if changed.empty:
+        return pd.DataFrame()
+    changed = changed.sort_values(["acquisition", "_rank"]).drop(columns="_rank")
+    return changed.assign(updated=dt.datetime.now(dt.UTC)).reset_index(drop=True)
 
 
 def days_touched(rows: pd.DataFrame) -> list[dt.date]:
