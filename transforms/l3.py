@@ -1,4 +1,5 @@
-"""From a day's granule files to that day's L3 fields: read, mask fills and QA, keep the day's pixels, bin.
+"""From a day's S5P granule files to that day's L3 fields: read, mask fills and QA, keep the day's pixels, bin
+(other product families: :func:`transforms.observations.grid_granules`, which routes S5P here).
 
 Files are handed in already opened (any binary file-like); nothing here knows where they live. Files are
 binned one at a time into a :class:`~transforms.gridding.GridAccumulator`, so memory holds one granule and

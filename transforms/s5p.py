@@ -917,8 +917,11 @@ def open_observations(source: Source, *, product: str | ProductSpec, corners: bo
 
 def read_pixels(source: Source, *, product: str | ProductSpec, corners: bool = True) -> Pixels:
     """The pixels of an S5P L2 granule as plain arrays (:class:`Pixels`): what :func:`open_observations`
-    returns without building a Dataset (the gridding hot path). Same errors."""
+    returns without building a Dataset (the gridding hot path). Same errors; S5P products only (other
+    families: :func:`transforms.observations.open_observations`)."""
     spec = get_product(product)
+    if spec.family != "s5p":
+        raise InputError(f"read_pixels reads S5P granules; read {spec.name} with transforms.observations")
     return _reading(source, lambda f, label: _read(f, spec, label, corners=corners))
 
 
