@@ -11,12 +11,13 @@ import datetime as dt
 import json
 import os
 import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import fsspec
-import pystac
+from pystac.utils import make_absolute_href
 
 from transforms.errors import GranuleNameError, SourceError
 from transforms.granules import GranuleName, parse_granule_name
@@ -56,7 +57,8 @@ def _is_url(s: str) -> bool:
     return urlparse(s).scheme in {"http", "https", "s3", "gs", "az", "file"}
 
 
-def _read_json(href: str) -> dict[str, Any]:
+def read_json(href: str) -> dict[str, Any]:
+    """A JSON document at a path or URL (anything fsspec opens); a clear SourceError when it cannot be read."""
     try:
         with fsspec.open(href, "rt") as f:
             doc: dict[str, Any] = json.load(f)
@@ -84,7 +86,7 @@ def resolve_source(source: str) -> tuple[str, dict[str, Any]]:
             raise SourceError(
                 f"source {source} not found: give a static catalog.json path/URL or a STAC API root"
             )
-    return href, _read_json(href)
+    return href, read_json(href)
 
 
 def is_stac_api(root: dict[str, Any]) -> bool:
@@ -92,26 +94,39 @@ def is_stac_api(root: dict[str, Any]) -> bool:
     return any("item-search" in c for c in conforms)
 
 
-def _pick_asset(item: pystac.Item, product: str) -> pystac.Asset | None:
-    if product in item.assets:
-        return item.assets[product]
-    for asset in item.assets.values():
-        if asset.media_type in NETCDF_TYPES or asset.href.endswith((".nc", ".nc4", ".h5", ".he5")):
-            return asset
+def _pick_asset(item: Mapping[str, Any], product: str) -> dict[str, Any] | None:
+    assets = item.get("assets") or {}
+    if isinstance(assets.get(product), dict):
+        return dict(assets[product])
+    for asset in assets.values():
+        if not isinstance(asset, dict):
+            continue
+        if asset.get("type") in NETCDF_TYPES or str(asset.get("href", "")).endswith(
+            (".nc", ".nc4", ".h5", ".he5")
+        ):
+            return dict(asset)
     return None
 
 
-def _name_of(item: pystac.Item, asset: pystac.Asset, href: str) -> GranuleName | None:
+def item_base(item: Mapping[str, Any]) -> str | None:
+    """Where an item document lives (its ``self`` link), against which relative asset hrefs resolve."""
+    for link in item.get("links") or []:
+        if isinstance(link, dict) and link.get("rel") == "self" and link.get("href"):
+            return str(link["href"])
+    return None
+
+
+def _name_of(item: Mapping[str, Any], asset: Mapping[str, Any], href: str) -> GranuleName | None:
     """The granule's file name: from the href, else (download URLs like CDSE's ``…/Products(<uuid>)/$value``)
     from an alternate href, the asset title, or the item id."""
-    alternates = asset.extra_fields.get("alternate") or {}
+    alternates = asset.get("alternate") or {}
     candidates = [posixpath.basename(urlparse(href).path)]
     candidates += [
         posixpath.basename(urlparse(str(a.get("href", ""))).path)
         for a in alternates.values()
         if isinstance(a, dict)
     ]
-    candidates += [str(asset.title or ""), item.id]
+    candidates += [str(asset.get("title") or ""), str(item.get("id") or "")]
     for text in candidates:
         try:
             return parse_granule_name(text)
@@ -120,22 +135,30 @@ def _name_of(item: pystac.Item, asset: pystac.Asset, href: str) -> GranuleName |
     return None
 
 
-def granule_from_item(item: pystac.Item, product: str) -> UpstreamGranule | None:
-    """The granule of ``product`` an item offers (its netCDF asset), or None when it offers another product."""
-    prop = item.properties.get("s5p:product_name")
+def granule_from_item(
+    item: Mapping[str, Any], product: str, *, base: str | None = None
+) -> UpstreamGranule | None:
+    """The granule of ``product`` a STAC item (its JSON, as a dict) offers — its netCDF asset — or None when it
+    offers another product. A relative asset href resolves against ``base`` (where the item document lives),
+    else the item's ``self`` link. Reads the dict as published: no pystac objects, no copies."""
+    prop = (item.get("properties") or {}).get("s5p:product_name")
     if prop is not None and str(prop).lower() != product:
         return None
     asset = _pick_asset(item, product)
-    if asset is None:
+    if asset is None or not asset.get("href"):
         return None
-    href = asset.get_absolute_href() or asset.href
+    href = str(asset["href"])
+    where = base or item_base(item)
+    if where is not None:
+        href = make_absolute_href(href, where)
     name = _name_of(item, asset, href)
     if name is None or name.product != product:
         return None
-    checksum = asset.extra_fields.get("file:checksum")
+    checksum = asset.get("file:checksum")
     sha256 = checksum[4:] if isinstance(checksum, str) and checksum.startswith("1220") else None
-    size = asset.extra_fields.get("file:size")
-    return UpstreamGranule(name, href, int(size) if size is not None else None, sha256, item.to_dict())
+    size = asset.get("file:size")
+    doc = item if isinstance(item, dict) else dict(item)
+    return UpstreamGranule(name, href, int(size) if size is not None else None, sha256, doc)
 
 
 def find_granules(

@@ -1,4 +1,4 @@
-"""Generic STAC adapters: a static catalog (path or URL, read with pystac) and a STAC API (pystac-client).
+"""Generic STAC adapters: a static catalog (path or URL, walked as plain JSON) and a STAC API (pystac-client).
 
 Neither needs credentials; hrefs are fetched as published. Items are matched to a product by their
 ``s5p:product_name`` property when present, else by the parsed file name of their netCDF asset.
@@ -10,10 +10,17 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-import pystac
+from pystac.utils import make_absolute_href
 
 from infra.adapters.base import Download, SourceConfig, overlaps
-from infra.sources import DEFAULT_COLLECTION, UpstreamGranule, granule_from_item, redact_url
+from infra.sources import (
+    DEFAULT_COLLECTION,
+    UpstreamGranule,
+    granule_from_item,
+    item_base,
+    read_json,
+    redact_url,
+)
 from transforms.errors import SourceError
 
 SEARCH_MARGIN = dt.timedelta(days=1)
@@ -35,15 +42,38 @@ class StaticCatalogAdapter:
     def search(
         self, product: str, start: dt.datetime, end: dt.datetime, *, timeliness: str | None = None
     ) -> Iterator[UpstreamGranule]:
-        try:
-            catalog = pystac.read_dict(self.root, href=self.href)
-        except Exception as exc:
-            raise SourceError(f"{redact_url(self.href)} is not a valid STAC catalog: {exc}") from exc
-        if not isinstance(catalog, pystac.Catalog):
-            raise SourceError(
-                f"{redact_url(self.href)} is a STAC {type(catalog).__name__}, not a catalog or collection"
-            )
-        yield from _matching(catalog.get_items(recursive=True), product, start, end, timeliness)
+        kind = self.root.get("type")
+        if kind not in {"Catalog", "Collection"}:
+            what = kind if isinstance(kind, str) else "document without a type"
+            raise SourceError(f"{redact_url(self.href)} is a STAC {what}, not a catalog or collection")
+        yield from _matching(self._items(), product, start, end, timeliness)
+
+    def _items(self) -> Iterator[tuple[dict[str, Any], str]]:
+        """Every item below the root (child links followed, each document once) with the href it lives at:
+        plain JSON, as published (no pystac objects: building and migrating them dominated a listing)."""
+        seen = {self.href}
+        stack = [(self.root, self.href)]
+        while stack:
+            doc, href = stack.pop()
+            for link in reversed(doc.get("links") or []):
+                if (
+                    not isinstance(link, dict)
+                    or link.get("rel") not in {"child", "item"}
+                    or not link.get("href")
+                ):
+                    continue
+                target = make_absolute_href(str(link["href"]), href)
+                if target in seen:
+                    continue
+                seen.add(target)
+                try:
+                    child = read_json(target)
+                except SourceError as exc:
+                    raise SourceError(f"{redact_url(self.href)} has a broken link: {exc}") from exc
+                if link["rel"] == "item" or child.get("type") == "Feature":
+                    yield child, target
+                else:
+                    stack.append((child, target))
 
     def authorize(self, granule: UpstreamGranule, *, refresh: bool = False) -> Download:
         return Download(granule.href)
@@ -83,7 +113,8 @@ class StacApiAdapter:
         *,
         query: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> list[pystac.Item]:
+    ) -> list[tuple[dict[str, Any], str | None]]:
+        """Items of ``collections`` around [start, end) as published JSON, each with its ``self`` href."""
         from pystac_client import Client
 
         lo, hi = start - SEARCH_MARGIN, end + SEARCH_MARGIN
@@ -95,7 +126,7 @@ class StacApiAdapter:
                 limit=self.page_size,
                 query=dict(query) if query else None,
             )
-            return list(search.items())
+            return [(item, item_base(item)) for item in search.items_as_dicts()]
         except Exception as exc:
             raise SourceError(
                 f"STAC API search at {redact_url(self.config.url)} ({self.name}) failed: "
@@ -107,10 +138,14 @@ class StacApiAdapter:
 
 
 def _matching(
-    items: Iterable[pystac.Item], product: str, start: dt.datetime, end: dt.datetime, timeliness: str | None
+    items: Iterable[tuple[dict[str, Any], str | None]],
+    product: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    timeliness: str | None,
 ) -> Iterator[UpstreamGranule]:
-    for item in items:
-        g = granule_from_item(item, product)
+    for item, base in items:
+        g = granule_from_item(item, product, base=base)
         if g is None or not overlaps(g, start, end):
             continue
         if timeliness is not None and g.name.mode.lower() != timeliness.lower():
