@@ -18,6 +18,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from catalog.items import granule_collection_id
 from flows.artifacts import report_harvest, timed
 from flows.progress import completed
 from flows.retries import RETRIES, RETRY_DELAYS_S, retry_condition
@@ -34,7 +35,6 @@ from infra.harvest import (
 )
 from infra.http import UpstreamAuthError
 from infra.ledger import last_mark, read_granules, record_mark, upsert_granules
-from infra.publish import granule_collection_id, publish_granules
 from infra.sources import UpstreamGranule, search_granules
 from infra.storage import open_lake
 from transforms.errors import EolakeError, InputError, SourceError
@@ -196,7 +196,10 @@ def _harvest(
         footprints = {
             g.granule_id: {"geometry": g.item.get("geometry"), "bbox": g.item.get("bbox")} for g in upstream
         }
-        publish_granules(the_lake, touched, footprints)
+        if not touched.empty:
+            from infra.publish import publish_granules  # catalog + cube machinery: only when items change
+
+            publish_granules(the_lake, touched, footprints)
         if incremental and download_failures == 0:
             record_mark(the_lake, source, product, hi, dt.datetime.now(dt.UTC))
     quarantined = [(r["granule_id"], r["reason"]) for r in rows if r["status"] == "quarantined"]
