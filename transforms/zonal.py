@@ -176,7 +176,11 @@ def _block_normal(
     half = len(layers) // 2
     fp_idx = np.stack(layers[:half]) if half else np.full((0, *regions.shape), -1, dtype=np.int16)
     fp_val = np.stack(layers[half:]) if half else np.zeros((0, *regions.shape), dtype=np.float32)
-    out: np.ndarray = _normal_kernel(mean, count, unc, regions, weight, fp_idx, fp_val, background, floor, n)
+    # one compiled variant for C-contiguous blocks (strided views compile to a several times slower loop)
+    c = np.ascontiguousarray
+    out: np.ndarray = _normal_kernel(
+        c(mean), c(count), c(unc), c(regions), c(weight), fp_idx, fp_val, background, floor, n
+    )
     return out[:, None, None, :]
 
 
@@ -239,7 +243,7 @@ def normal_equations(
         count_l = da.asarray(count).rechunk(chunks)  # type: ignore[no-untyped-call]
         unc_l = da.asarray(uncertainty).rechunk(chunks)  # type: ignore[no-untyped-call]
         statics = [
-            da.from_array(a, chunks=chunks[1:])  # type: ignore[no-untyped-call]
+            da.from_array(a, chunks=chunks[1:], name=False)  # type: ignore[no-untyped-call]  # no hashing
             for a in (regions, weight, *layers)
         ]
         pairs: list[Any] = []
