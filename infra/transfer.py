@@ -5,13 +5,14 @@ range requests, see :mod:`infra.http`):
 
 - on a local lake into ``raw/.partial/<uuid>-<file>``, fsynced and renamed (``os.replace``) onto the final key;
 - on S3 into the final key as a multipart upload (parts of ``part_size`` bytes go up as they fill), which the
-  store makes visible only when it is completed.
+  store makes visible only when it is completed; the same bytes also go to a local spool file, deleted after.
 
 Size and checksum are compared with what upstream published *before* the rename or the completion; on a
 mismatch or any failure the temporary file is deleted or the multipart upload aborted, so a partial or
 corrupt object never appears under a ``raw/`` key (nor anywhere else). A file whose bytes verify but that the
-product reader cannot open is moved to ``quarantine/``: on a local lake before it reaches its final key; on S3
-just after completion (the ledger never lists it as harvested).
+product reader cannot open goes to ``quarantine/`` instead of its final key: on a local lake by renaming the
+temporary file there; on S3 by aborting the upload and putting the local spool copy there (the reader checks
+that copy, by path, before the upload is completed).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import contextlib
 import hashlib
 import os
 import posixpath
+import tempfile
 import uuid
 from dataclasses import dataclass
 from typing import IO, Any
@@ -90,29 +92,57 @@ class _LocalTarget:
 
 
 class _S3Target:
-    """A multipart upload to the final key: invisible until completed, aborted on failure."""
+    """A multipart upload to the final key: invisible until completed, aborted on failure. The same bytes also
+    go to a local spool file (they are in the page cache when the reader checks them, before completion);
+    the spool is deleted on commit or abort."""
 
     def __init__(self, lake: Lake, path: str, part_size: int) -> None:
         self.fs, self.path, self.part_size = lake.fs, path, part_size
-        self.file: Any = self._open()
+        fd, self.spool = tempfile.mkstemp(prefix="eolake-", suffix=f"-{posixpath.basename(path)}")
+        self.local: IO[bytes] = os.fdopen(fd, "wb")
+        try:
+            self.file: Any = self._open()
+        except BaseException:
+            self._drop_spool()
+            raise
 
     def _open(self) -> Any:
         return self.fs.open(self.path, "wb", block_size=self.part_size)
 
     def write(self, data: bytes, /) -> object:
+        self.local.write(data)
         return self.file.write(data)
 
     def restart(self) -> None:
-        self.abort()
+        self._discard()
+        self.local.seek(0)
+        self.local.truncate()
         self.file = self._open()
 
-    def readable_copy(self) -> None:
-        return None  # not readable before completion
+    def readable_copy(self) -> str:
+        self.local.flush()
+        return self.spool
 
-    def commit(self) -> None:
-        self.file.close()  # uploads the last part and completes the upload (or one PUT when small)
+    def commit(self, dest: str | None = None) -> None:
+        """Complete the upload (uploads the last part, or one PUT when small); with ``dest``, abort it and
+        upload the spooled copy to ``dest`` instead (a quarantined file never appears at the final key)."""
+        try:
+            if dest is None:
+                self.file.close()
+            else:
+                self._discard()
+                self.local.flush()
+                self.fs.put_file(self.spool, dest)
+        finally:
+            self._drop_spool()
 
     def abort(self) -> None:
+        try:
+            self._discard()
+        finally:
+            self._drop_spool()
+
+    def _discard(self) -> None:
         """Abort the upload; never ``close()`` (that would complete it with the parts sent so far)."""
         if self.file.closed:
             return
@@ -120,6 +150,11 @@ class _S3Target:
             self.file.discard()
         finally:
             self.file.closed = True  # so that garbage collection does not close (= commit) it
+
+    def _drop_spool(self) -> None:
+        self.local.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.spool)
 
 
 def fetch_granule(
@@ -151,13 +186,10 @@ def fetch_granule(
             size, sha = _copy(href, target)
             received = size
         reason = _mismatch(size, sha, expected_size, expected_sha256)
-        if reason is None and (copy := target.readable_copy()) is not None:
-            reason = _unreadable(lake, copy, product)
-            if reason is not None:
-                assert isinstance(target, _LocalTarget)
-                qkey = _quarantine_key(key)
-                target.commit(lake.path(qkey))
-                return TransferResult(qkey, size, sha, False, reason, received)
+        if reason is None and (reason := _unreadable(target.readable_copy(), product, key)) is not None:
+            qkey = _quarantine_key(key)
+            target.commit(lake.path(qkey))
+            return TransferResult(qkey, size, sha, False, reason, received)
         if reason is not None:
             target.abort()
             return TransferResult(None, size, sha, False, reason, received)
@@ -169,10 +201,6 @@ def fetch_granule(
         if isinstance(exc, (SourceError, UpstreamAuthError)) or not isinstance(exc, Exception):
             raise
         raise SourceError(f"download of {redact_url(href)} failed: {type(exc).__name__}: {exc}") from exc
-    if isinstance(target, _S3Target) and (reason := _unreadable(lake, final, product)) is not None:
-        qkey = _quarantine_key(key)
-        lake.fs.mv(final, lake.path(qkey))
-        return TransferResult(qkey, size, sha, False, reason, received)
     return TransferResult(key, size, sha, True, None, received)
 
 
@@ -184,14 +212,24 @@ def _mismatch(size: int, sha: str, expected_size: int | None, expected_sha256: s
     return None
 
 
-def _unreadable(lake: Lake, path: str, product: str) -> str | None:
-    from transforms.observations import open_observations  # ~1 s of imports (xarray, numba): not for --plan
-
+def _unreadable(path: str, product: str, key: str) -> str | None:
+    """Why the local file at ``path`` (the verified bytes, just written) cannot be read as gridding reads it,
+    or None. S5P: the lean pixel read (:func:`transforms.s5p.read_pixels`) of every variable any gridding
+    method uses — value, precision, qa, latitude/longitude, their corners and scan times — each decoded whole,
+    without building a Dataset; other families: their reader. Opened by path (HDF5's own file driver). The
+    reason names the granule's file, not the temporary path."""
+    spec = get_product(product)
     try:
-        with lake.fs.open(path, "rb") as f:
-            open_observations(f, product=product).close()
+        if spec.family == "s5p":
+            from transforms.s5p import read_pixels  # xarray/h5py imports: not for --plan
+
+            read_pixels(path, product=spec, corners=True)
+        else:
+            from transforms.observations import open_observations
+
+            open_observations(path, product=spec).close()
     except GranuleReadError as exc:
-        return f"unreadable: {exc}"
+        return f"unreadable: {str(exc).replace(path, posixpath.basename(key))}"
     return None
 
 

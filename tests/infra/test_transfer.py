@@ -9,6 +9,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,3 +235,27 @@ def test_a_failed_transfer_leaves_no_object_and_no_upload(fault: str, upstream: 
     assert not s3_lake.fs.exists(s3_lake.path(key))
     assert _uploads(s3_lake) == []
     assert not s3_lake.fs.exists(s3_lake.path("quarantine"))
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_an_unreadable_granule_with_matching_checksum_is_quarantined_never_at_its_key(
+    where: str, upstream: Path, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Bytes that verify against what upstream published but that the reader cannot decode go to
+    ``quarantine/`` with the reader's reason naming the file (not a temporary path); on S3 the upload to the
+    final key is aborted and the checked local spool copy is what lands in quarantine, then deleted."""
+    lake = request.getfixturevalue("s3_lake") if where == "s3" else open_lake(str(tmp_path / "lake"))
+    src = _largest(upstream)
+    data = src.read_bytes()
+    src.write_bytes(data[:4096] + bytes(len(data) - 4096))  # HDF5 superblock intact, the rest zeros
+    spools = set(Path(tempfile.gettempdir()).glob(f"eolake-*-{src.name}"))
+    with serve_upstream(upstream / "catalog.json") as api:
+        key, result = _fetch(api, src, lake, part_size=PART)
+    assert not result.ok and result.key == f"quarantine/{src.name}"  # type: ignore[attr-defined]
+    reason = str(result.reason)  # type: ignore[attr-defined]
+    assert reason.startswith(f"unreadable: granule {src.name} ") and ".partial" not in reason, reason
+    assert not lake.fs.exists(lake.path(key))
+    assert lake.fs.cat_file(lake.path(result.key)) == src.read_bytes()  # type: ignore[attr-defined]
+    if where == "s3":
+        assert _uploads(lake) == []
+    assert set(Path(tempfile.gettempdir()).glob(f"eolake-*-{src.name}")) == spools
