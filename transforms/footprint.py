@@ -65,7 +65,10 @@ def centre_kernel(
             fi = n_lat - 1
         if fi < 0 or fi >= n_lat:
             continue
-        x = (lo - west) % 360.0 + west  # the same arithmetic as GridSpec.cell_index
+        d = lo - west
+        if not (0.0 <= d < 360.0):  # d % 360 is d itself in range: skip the costly modulo there
+            d = d % 360.0
+        x = d + west  # the same arithmetic as GridSpec.cell_index: (lo - west) % 360 + west
         fj = math.floor((x - west) / res)
         if fj >= n_lon:
             continue
@@ -248,7 +251,7 @@ def footprint_kernel(
             lat_min = min(lat_min, pole)
             lat_max = max(lat_max, pole)
         # shift so the westernmost vertex lies in [west, west + 360); to column units
-        shift = west + math.floor((xmin - west) / 360.0) * 360.0
+        shift = west if 0.0 <= xmin - west < 360.0 else west + math.floor((xmin - west) / 360.0) * 360.0
         xmin = (xmin - shift) * inv_res
         xmax = (xmax - shift) * inv_res
         i0 = math.floor((lat_min - south) * inv_res)
