@@ -98,3 +98,39 @@ def test_transfer_quarantines_bad_files_of_each_format(
     reasons = ("cannot be read", "not an HDF5", "has no variable", "is not a GOSAT file")
     assert result.reason and result.reason.startswith("unreadable: granule ")
     assert any(r in result.reason for r in reasons), result.reason
+
+
+@pytest.mark.parametrize("product", XCO2)
+def test_each_product_grids_from_the_lake(
+    archive: tuple[Path, dict[str, dict]], tmp_path: Path, product: str
+) -> None:
+    """Harvested (verified copy into the lake) then gridded on the product's default grid, by centres and by
+    footprints: only flag-good soundings count, both methods keep the same weight, the mean is the simulated
+    XCO2 level, and the raw file sits under its mission's prefix."""
+    from infra.storage import open_lake
+    from infra.transfer import fetch_granule, raw_key
+    from transforms.grid import GridSpec
+    from transforms.observations import grid_granules
+    from transforms.products import get_product
+
+    spec = get_product(product)
+    _, items = archive
+    src = Path(items[product]["assets"][product]["href"])
+    lake = open_lake(str(tmp_path / "lake"))
+    copied = fetch_granule(str(src), lake, raw_key(product, src.name, str(DAY)), product=product)
+    assert copied.ok and copied.key == f"raw/{spec.mission}/{product}/2020/03/02/{src.name}"
+    obs = open_observations(src, product=product, corners=False)
+    good = int((obs["qa"].values > spec.qa_threshold).sum())
+    grid = GridSpec(spec.default_resolution)
+    out = {}
+    for method in ("centre", "footprint"):
+        with lake.fs.open(lake.path(copied.key), "rb") as f:
+            fields, stats = grid_granules([f], day=DAY, grid=grid, product=spec, method=method)
+        out[method] = fields
+        assert stats.pixels_used == good > 0
+        observed = fields["count"].values > 0
+        assert observed.any()
+        assert abs(float(np.nanmean(fields["mean"].values[observed])) - XCO2_BACKGROUND_PPM) < 3.0
+    assert np.isclose(
+        float(out["centre"]["weight"].sum()), float(out["footprint"]["weight"].sum()), rtol=1e-6
+    )
