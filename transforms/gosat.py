@@ -33,15 +33,14 @@ import xarray as xr
 
 from transforms.errors import GranuleReadError, InputError
 from transforms.granules import GranuleName
-from transforms.products import ProductSpec, get_product
+from transforms.products import ProductSpec
 from transforms.soundings import (
-    READ_ERRORS,
     Source,
     attr_text,
-    describe,
+    granule_stem,
     observations,
-    open_hdf5,
     read_float,
+    read_sounding_file,
     sounding_ids,
     square_corners,
     variable,
@@ -112,17 +111,7 @@ def open_nies_observations(source: Source, *, product: str | ProductSpec, corner
     """Read a NIES SWIR L2 CO2 file into the standard observations Dataset (dim ``pixel`` = sounding):
     ``value`` XCO2 (ppm), ``uncertainty`` XCO2Error, ``qa`` 1 where XCO2 is valid. Raises
     :class:`GranuleReadError` for empty, truncated, corrupt or non-GOSAT files."""
-    spec = get_product(product)
-    label = describe(source)
-    try:
-        with open_hdf5(source, label) as f:
-            return _read(f, spec, label, corners=corners)
-    except GranuleReadError:
-        raise
-    except READ_ERRORS as err:
-        raise GranuleReadError(
-            f"granule {label} cannot be read (truncated or corrupt?): {type(err).__name__}: {err}; download it again"
-        ) from err
+    return read_sounding_file(source, product, lambda f, spec, label: _read(f, spec, label, corners=corners))
 
 
 def _read(f: h5py.File, spec: ProductSpec, label: str, *, corners: bool) -> xr.Dataset:
@@ -148,7 +137,7 @@ def _read(f: h5py.File, spec: ProductSpec, label: str, *, corners: bool) -> xr.D
     version = f.get("Global/metadata/productVersion")
     return observations(
         spec=spec,
-        granule_id=os.path.splitext(os.path.basename(label))[0],
+        granule_id=granule_stem(label),
         value=value,
         uncertainty=unc,
         flag=None,

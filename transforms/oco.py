@@ -38,17 +38,17 @@ import xarray as xr
 
 from transforms.errors import GranuleReadError, InputError
 from transforms.granules import GranuleName
-from transforms.products import ProductSpec, get_product
+from transforms.products import ProductSpec
 from transforms.soundings import (
     EPOCH_1970,
     LITE_MISSING,
-    READ_ERRORS,
     Source,
     attr_text,
-    describe,
+    granule_stem,
     observations,
-    open_hdf5,
     read_float,
+    read_seconds_since_1970,
+    read_sounding_file,
     sounding_ids,
     square_corners,
     variable,
@@ -307,17 +307,7 @@ def open_lite_observations(source: Source, *, product: str | ProductSpec, corner
     squares of the product's nominal footprint). Raises :class:`GranuleReadError` for empty, truncated,
     corrupt or other-mission files.
     """
-    spec = get_product(product)
-    label = describe(source)
-    try:
-        with open_hdf5(source, label) as f:
-            return _read(f, spec, label, corners=corners)
-    except GranuleReadError:
-        raise
-    except READ_ERRORS as err:
-        raise GranuleReadError(
-            f"granule {label} cannot be read (truncated or corrupt?): {type(err).__name__}: {err}; download it again"
-        ) from err
+    return read_sounding_file(source, product, lambda f, spec, label: _read(f, spec, label, corners=corners))
 
 
 def _read(f: h5py.File, spec: ProductSpec, label: str, *, corners: bool) -> xr.Dataset:
@@ -334,8 +324,7 @@ def _read(f: h5py.File, spec: ProductSpec, label: str, *, corners: bool) -> xr.D
     value = read_float(variable(f, spec.value_var, label))
     unc = read_float(variable(f, spec.precision_var, label))
     flag = np.asarray(variable(f, spec.qa_flag_var or "xco2_quality_flag", label)[()]).astype(np.int8)
-    seconds = np.asarray(variable(f, "time", label)[()], dtype=np.float64)
-    time = EPOCH_1970 + np.rint(seconds * 1e6).astype("timedelta64[us]")
+    time = read_seconds_since_1970(variable(f, "time", label))
     ids = np.asarray(variable(f, "sounding_id", label)[()]).astype(np.int64)
     bounds = None
     if corners:
@@ -349,7 +338,7 @@ def _read(f: h5py.File, spec: ProductSpec, label: str, *, corners: bool) -> xr.D
             raise GranuleReadError(
                 f"granule {label} has no vertex_latitude/vertex_longitude (footprint corners)"
             )
-    granule_id = os.path.splitext(os.path.basename(label))[0]
+    granule_id = granule_stem(label)
     return observations(
         spec=spec,
         granule_id=granule_id,

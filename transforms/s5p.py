@@ -44,6 +44,15 @@ import xarray as xr
 from transforms.errors import GranuleNameError, GranuleReadError, InputError
 from transforms.granules import GranuleName, parse_granule_name
 from transforms.products import FILL_VALUE_FLOAT, ProductSpec, get_product
+from transforms.soundings import (
+    Source,
+    attr_text,
+    describe,
+    empty_granule,
+    hdf5_file,
+    peek,
+    read_errors_as_granule_errors,
+)
 
 FILL_VALUE_INT32 = -2147483647
 QA_FILL_VALUE = 255
@@ -58,8 +67,6 @@ QA_STATISTICS = "METADATA/QA_STATISTICS"
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _SCANLINE_CHUNK = 512
-
-Source = str | os.PathLike[str] | IO[bytes]
 
 
 # --------------------------------------------------------------------------------------------- writer
@@ -657,16 +664,6 @@ def _write_metadata(
 # --------------------------------------------------------------------------------------------- reader
 
 
-def _describe(source: Source) -> str:
-    if isinstance(source, str | os.PathLike):
-        return os.fspath(source)
-    for attr in ("path", "name", "full_name"):
-        label = getattr(source, attr, None)
-        if isinstance(label, str) and label:
-            return label
-    return repr(source)
-
-
 def _check_signature(source: Source, label: str) -> None:
     """Fail fast, with a clear reason, on empty or non-HDF5 input (HDF5 may also sit after a user block)."""
     if isinstance(source, str | os.PathLike):
@@ -678,37 +675,16 @@ def _check_signature(source: Source, label: str) -> None:
         except OSError as err:
             raise GranuleReadError(f"cannot open granule {label}: {err}") from err
     else:
-        try:
-            pos = source.tell()
-            head = source.read(8)
-            source.seek(pos)
-        except (OSError, ValueError) as err:
-            raise GranuleReadError(
-                f"cannot read granule {label}: the file object is not readable ({err})"
-            ) from err
+        head = peek(source, label)
     if not head:
-        raise GranuleReadError(f"granule {label} is empty (0 bytes): download it again")
+        raise empty_granule(label)
 
 
 @contextmanager
 def _open_hdf5(source: Source, label: str) -> Iterator[h5py.File]:
     _check_signature(source, label)
-    try:
-        handle = h5py.File(source, "r")
-    except OSError as err:
-        raise GranuleReadError(
-            f"granule {label} is not an HDF5/netCDF4 file (truncated or corrupt?): {err}; download it again"
-        ) from err
-    with handle:
+    with hdf5_file(source, label) as handle:
         yield handle
-
-
-def _attr_text(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        value = value.ravel()[0] if value.size else ""
-    if isinstance(value, bytes | np.bytes_):
-        return bytes(value).decode("utf-8", errors="replace").strip("\x00 ")
-    return str(value).strip()
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -822,12 +798,12 @@ def _delta_ms(ds: h5py.Dataset, n_scan: int, label: str) -> npt.NDArray[np.float
 
 def _reference_time(f: h5py.File, product: h5py.Group, label: str) -> datetime:
     if "time_reference" in f.attrs:
-        parsed = _parse_time(_attr_text(f.attrs["time_reference"]))
+        parsed = _parse_time(attr_text(f.attrs["time_reference"]))
         if parsed is not None:
             return parsed
     delta = product.get("delta_time")
     if isinstance(delta, h5py.Dataset) and "units" in delta.attrs:
-        units = _attr_text(delta.attrs["units"])
+        units = attr_text(delta.attrs["units"])
         if " since " in units:
             parsed = _parse_time(units.split(" since ", 1)[1])
             if parsed is not None:
@@ -846,8 +822,8 @@ def _check_product(f: h5py.File, spec: ProductSpec, label: str) -> str:
     found: str | None = None
     gd = f.get(GRANULE_DESCRIPTION)
     if isinstance(gd, h5py.Group) and "ProductShortName" in gd.attrs:
-        found = _attr_text(gd.attrs["ProductShortName"])
-    granule_id = _attr_text(f.attrs["id"]) if "id" in f.attrs else ""
+        found = attr_text(gd.attrs["ProductShortName"])
+    granule_id = attr_text(f.attrs["id"]) if "id" in f.attrs else ""
     if found is None and granule_id:
         try:
             found = parse_granule_name(granule_id).product_type
@@ -929,17 +905,13 @@ _T = TypeVar("_T")
 
 
 def _reading(source: Source, read: Callable[[h5py.File, str], _T]) -> _T:
-    label = _describe(source)
-    try:
+    label = describe(source)
+
+    def opened() -> _T:
         with _open_hdf5(source, label) as f:
             return read(f, label)
-    except GranuleReadError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
-        raise GranuleReadError(
-            f"granule {label} cannot be read (truncated or corrupt?): {type(err).__name__}: {err}; "
-            "download it again"
-        ) from err
+
+    return read_errors_as_granule_errors(label, opened)
 
 
 def _read(f: h5py.File, spec: ProductSpec, label: str, *, corners: bool = True) -> Pixels:
@@ -1062,5 +1034,5 @@ def _observations(f: h5py.File, spec: ProductSpec, px: Pixels) -> xr.Dataset:
     for key in ("orbit", "processor_version", "product_version"):
         if key in f.attrs:
             raw = f.attrs[key]
-            ds.attrs[key] = int(np.asarray(raw).ravel()[0]) if key == "orbit" else _attr_text(raw)
+            ds.attrs[key] = int(np.asarray(raw).ravel()[0]) if key == "orbit" else attr_text(raw)
     return ds

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import h5py
 import numpy as np
@@ -22,13 +22,14 @@ import numpy.typing as npt
 import xarray as xr
 
 from transforms.errors import GranuleReadError
-from transforms.products import ProductSpec
+from transforms.products import ProductSpec, get_product
 
 Source = str | os.PathLike[str] | IO[bytes]
 LITE_MISSING = -999999.0
 """Missing value of the OCO/ACOS Lite files (``missing_value`` attribute, verified on ACOS Lite 7.3)."""
 EPOCH_1970 = np.datetime64("1970-01-01T00:00:00", "ns")
 KM_PER_DEG_LAT = 111.195
+_T = TypeVar("_T")
 
 
 def describe(source: Source) -> str:
@@ -42,6 +43,35 @@ def describe(source: Source) -> str:
     return repr(source)
 
 
+def peek(source: IO[bytes], label: str) -> bytes:
+    """The first 8 bytes of a binary file object, its position kept; an unreadable one raises
+    :class:`GranuleReadError`."""
+    try:
+        pos = source.tell()
+        head = source.read(8)
+        source.seek(pos)
+    except (OSError, ValueError) as err:
+        raise GranuleReadError(
+            f"cannot read granule {label}: the file object is not readable ({err})"
+        ) from err
+    return head
+
+
+def empty_granule(label: str) -> GranuleReadError:
+    """The error for a 0-byte granule."""
+    return GranuleReadError(f"granule {label} is empty (0 bytes): download it again")
+
+
+def hdf5_file(source: Source, label: str) -> h5py.File:
+    """``source`` opened read-only with h5py; non-HDF5 input raises :class:`GranuleReadError`."""
+    try:
+        return h5py.File(source, "r")
+    except OSError as err:
+        raise GranuleReadError(
+            f"granule {label} is not an HDF5/netCDF4 file (truncated or corrupt?): {err}; download it again"
+        ) from err
+
+
 @contextmanager
 def open_hdf5(source: Source, label: str) -> Iterator[h5py.File]:
     """Open ``source`` read-only with h5py; empty, missing, truncated or non-HDF5 input raises
@@ -50,25 +80,10 @@ def open_hdf5(source: Source, label: str) -> Iterator[h5py.File]:
         if not os.path.exists(source):
             raise GranuleReadError(f"granule {label} does not exist; check the path or URL")
         if os.path.getsize(source) == 0:
-            raise GranuleReadError(f"granule {label} is empty (0 bytes): download it again")
-    else:
-        try:
-            pos = source.tell()
-            head = source.read(8)
-            source.seek(pos)
-        except (OSError, ValueError) as err:
-            raise GranuleReadError(
-                f"cannot read granule {label}: the file object is not readable ({err})"
-            ) from err
-        if not head:
-            raise GranuleReadError(f"granule {label} is empty (0 bytes): download it again")
-    try:
-        handle = h5py.File(source, "r")
-    except OSError as err:
-        raise GranuleReadError(
-            f"granule {label} is not an HDF5/netCDF4 file (truncated or corrupt?): {err}; download it again"
-        ) from err
-    with handle:
+            raise empty_granule(label)
+    elif not peek(source, label):
+        raise empty_granule(label)
+    with hdf5_file(source, label) as handle:
         yield handle
 
 
@@ -82,6 +97,36 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
 )
 """The low-level errors a truncated or corrupt file raises while reading (readers turn them into
 GranuleReadError)."""
+
+
+def read_errors_as_granule_errors(label: str, read: Callable[[], _T]) -> _T:
+    """``read()``, with the low-level errors of :data:`READ_ERRORS` turned into a :class:`GranuleReadError`
+    naming the granule ``label``."""
+    try:
+        return read()
+    except GranuleReadError:
+        raise
+    except READ_ERRORS as err:
+        raise GranuleReadError(
+            f"granule {label} cannot be read (truncated or corrupt?): {type(err).__name__}: {err}; download it again"
+        ) from err
+
+
+def read_sounding_file(
+    source: Source,
+    product: str | ProductSpec,
+    read: Callable[[h5py.File, ProductSpec, str], xr.Dataset],
+) -> xr.Dataset:
+    """Open the sounding file ``source`` and return ``read(file, spec, label)`` (the standard observations
+    Dataset); empty, truncated, corrupt or unreadable files raise :class:`GranuleReadError`."""
+    spec = get_product(product)
+    label = describe(source)
+
+    def opened() -> xr.Dataset:
+        with open_hdf5(source, label) as f:
+            return read(f, spec, label)
+
+    return read_errors_as_granule_errors(label, opened)
 
 
 def variable(f: h5py.Group, path: str, label: str) -> h5py.Dataset:
@@ -114,6 +159,18 @@ def read_float(ds: h5py.Dataset, *, missing: float | None = None) -> npt.NDArray
         out[np.isin(raw, fill.astype(raw.dtype))] = np.nan
     out[~np.isfinite(out)] = np.nan
     return out
+
+
+def read_seconds_since_1970(ds: h5py.Dataset) -> npt.NDArray[np.datetime64]:
+    """A ``time`` variable in seconds since 1970-01-01 (float, UTC) as datetime64[us], rounded to 1 µs."""
+    seconds = np.asarray(ds[()], dtype=np.float64)
+    time: npt.NDArray[np.datetime64] = EPOCH_1970 + np.rint(seconds * 1e6).astype("timedelta64[us]")
+    return time
+
+
+def granule_stem(label: str) -> str:
+    """The granule id of a file label: its file name without directory and extension."""
+    return os.path.splitext(os.path.basename(label))[0]
 
 
 def square_corners(

@@ -20,17 +20,17 @@ import xarray as xr
 
 from transforms.errors import GranuleReadError, InputError
 from transforms.granules import GranuleName
-from transforms.products import ProductSpec, get_product
+from transforms.products import ProductSpec
 from transforms.soundings import (
     EPOCH_1970,
     LITE_MISSING,
-    READ_ERRORS,
     Source,
     attr_text,
-    describe,
+    granule_stem,
     observations,
-    open_hdf5,
     read_float,
+    read_seconds_since_1970,
+    read_sounding_file,
     sounding_ids,
     square_corners,
     variable,
@@ -108,17 +108,7 @@ def open_tansat_observations(
     """Read a TanSat XCO2 lite file into the standard observations Dataset (dim ``pixel`` = sounding):
     ``value`` xco2 (ppm), ``uncertainty`` xco2_uncertainty, ``qa`` 1 where ``xco2_quality_flag == 0``.
     Raises :class:`GranuleReadError` for empty, truncated, corrupt or non-TanSat files."""
-    spec = get_product(product)
-    label = describe(source)
-    try:
-        with open_hdf5(source, label) as f:
-            return _read(f, spec, label, corners=corners)
-    except GranuleReadError:
-        raise
-    except READ_ERRORS as err:
-        raise GranuleReadError(
-            f"granule {label} cannot be read (truncated or corrupt?): {type(err).__name__}: {err}; download it again"
-        ) from err
+    return read_sounding_file(source, product, lambda f, spec, label: _read(f, spec, label, corners=corners))
 
 
 def _read(f: h5py.File, spec: ProductSpec, label: str, *, corners: bool) -> xr.Dataset:
@@ -127,16 +117,16 @@ def _read(f: h5py.File, spec: ProductSpec, label: str, *, corners: bool) -> xr.D
         raise GranuleReadError(f"product mismatch: granule {label} is {title!r}, not a TanSat XCO2 lite file")
     lat = read_float(variable(f, "latitude", label))
     lon = read_float(variable(f, "longitude", label))
-    seconds = np.asarray(variable(f, "time", label)[()], dtype=np.float64)
+    time = read_seconds_since_1970(variable(f, "time", label))
     return observations(
         spec=spec,
-        granule_id=os.path.splitext(os.path.basename(label))[0],
+        granule_id=granule_stem(label),
         value=read_float(variable(f, spec.value_var, label)),
         uncertainty=read_float(variable(f, spec.precision_var, label)),
         flag=np.asarray(variable(f, spec.qa_flag_var or "xco2_quality_flag", label)[()]).astype(np.int8),
         latitude=lat,
         longitude=lon,
-        time=EPOCH_1970 + np.rint(seconds * 1e6).astype("timedelta64[us]"),
+        time=time,
         sounding_id=np.asarray(variable(f, "sounding_id", label)[()]).astype(np.int64),
         bounds=square_corners(lat, lon, spec.footprint_km) if corners and spec.footprint_km else None,
         value_source=f"/{spec.value_var}",
