@@ -181,11 +181,19 @@ _XCO2_COMMON: dict[str, object] = dict(
     institution="NASA JPL",
     product_version="",
 )
+
+
+def _xco2(name: str, **fields: object) -> ProductSpec:
+    """An XCO2 product: :data:`_XCO2_COMMON` with ``fields`` over it."""
+    return ProductSpec(name=name, **{**_XCO2_COMMON, **fields})  # type: ignore[arg-type]
+
+
 _LITE_DUG = "OCO-2/OCO-3 L2 Lite FP Data User's Guide (v11): use soundings with xco2_quality_flag == 0"
 _PRODUCTS.update(
-    {
-        "oco2-xco2": ProductSpec(
-            name="oco2-xco2",
+    (spec.name, spec)
+    for spec in (
+        _xco2(
+            "oco2-xco2",
             product_type="OCO2_L2_Lite_FP",
             title="OCO-2 Level 2 bias-corrected XCO2 and other select fields, Lite FP daily file",
             asset_title="OCO-2 Lite FP XCO2 daily file",
@@ -198,10 +206,9 @@ _PRODUCTS.update(
             mission_start=dt.date(2014, 9, 6),
             quality_document=_LITE_DUG,
             default_resolution=1.0,
-            **_XCO2_COMMON,  # type: ignore[arg-type]
         ),
-        "oco3-xco2": ProductSpec(
-            name="oco3-xco2",
+        _xco2(
+            "oco3-xco2",
             product_type="OCO3_L2_Lite_FP",
             title="OCO-3 Level 2 bias-corrected XCO2 and other select fields, Lite FP daily file",
             asset_title="OCO-3 Lite FP XCO2 daily file",
@@ -214,10 +221,9 @@ _PRODUCTS.update(
             mission_start=dt.date(2019, 8, 6),
             quality_document=_LITE_DUG,
             default_resolution=1.0,
-            **_XCO2_COMMON,  # type: ignore[arg-type]
         ),
-        "acos-xco2": ProductSpec(
-            name="acos-xco2",
+        _xco2(
+            "acos-xco2",
             product_type="ACOS_L2_Lite_FP",
             title="ACOS GOSAT/TANSO-FTS Level 2 bias-corrected XCO2, Lite FP daily file",
             asset_title="ACOS GOSAT Lite FP XCO2 daily file",
@@ -231,10 +237,10 @@ _PRODUCTS.update(
             quality_document="ACOS L2 Lite Data User's Guide: use soundings with xco2_quality_flag == 0",
             default_resolution=2.0,
             footprint_km=9.3,  # a 10.5 km circle as an equal-area square
-            **{**_XCO2_COMMON, "ground_pixels": 1},  # type: ignore[arg-type]
+            ground_pixels=1,
         ),
-        "gosat-xco2": ProductSpec(
-            name="gosat-xco2",
+        _xco2(
+            "gosat-xco2",
             product_type="C01S",
             title="NIES GOSAT TANSO-FTS SWIR L2 column-averaged dry-air mole fraction (CO2)",
             asset_title="NIES GOSAT TANSO-FTS SWIR L2 CO2 (C01S) file",
@@ -249,18 +255,15 @@ _PRODUCTS.update(
             "passed NIES screening; a finite XCO2 is good (assumed: no further flag is applied)",
             default_resolution=2.0,
             footprint_km=9.3,
-            **{  # type: ignore[arg-type]
-                **_XCO2_COMMON,
-                "value_var": "Data/mixingRatio/XCO2",
-                "precision_var": "Data/mixingRatio/XCO2Error",
-                "qa_flag_var": None,
-                "qa_flag_good": None,
-                "ground_pixels": 1,
-                "institution": "NIES",
-            },
+            value_var="Data/mixingRatio/XCO2",
+            precision_var="Data/mixingRatio/XCO2Error",
+            qa_flag_var=None,
+            qa_flag_good=None,
+            ground_pixels=1,
+            institution="NIES",
         ),
-        "tansat-xco2": ProductSpec(
-            name="tansat-xco2",
+        _xco2(
+            "tansat-xco2",
             product_type="TanSat_ACGS_L2_XCO2_lite",
             title="TanSat ACGS Level 2 XCO2 lite daily file",
             asset_title="TanSat ACGS XCO2 lite daily file",
@@ -274,9 +277,10 @@ _PRODUCTS.update(
             quality_document="TanSat XCO2 lite (IAP-CAS): xco2_quality_flag == 0 is good (assumed, OCO heritage)",
             default_resolution=1.0,
             footprint_km=2.0,
-            **{**_XCO2_COMMON, "ground_pixels": 9, "institution": "IAP-CAS"},  # type: ignore[arg-type]
+            ground_pixels=9,
+            institution="IAP-CAS",
         ),
-    }
+    )
 )
 
 PRODUCT_NAMES: tuple[str, ...] = tuple(_PRODUCTS)

@@ -56,6 +56,48 @@ def cloud_field(grid: GridSpec, *, rng: np.random.Generator, scale_deg: float) -
     return field / top if top > 0 else field
 
 
+def _sample(
+    field: np.ndarray,
+    grid: GridSpec,
+    latitude: np.ndarray,
+    longitude: np.ndarray,
+    *,
+    background: float,
+    clouds: np.ndarray,
+    cloud_fraction: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``field`` and ``clouds`` (dims (lat, lon) on ``grid``) at the centres (degrees, any shape): the truth
+    (``background`` outside ``grid``) and whether each centre is cloudy (its cloud above the
+    ``1 − cloud_fraction`` quantile of the scene); both with the centres' shape."""
+    idx = grid.cell_index(latitude, longitude)
+    inside = idx >= 0
+    truth = np.full(latitude.shape, background)
+    truth[inside] = field.reshape(-1)[idx[inside]]
+    cloud = np.zeros(latitude.shape)
+    cloud[inside] = clouds.reshape(-1)[idx[inside]]
+    threshold = np.quantile(clouds, 1.0 - cloud_fraction) if cloud_fraction > 0 else np.inf
+    return truth, cloud > threshold
+
+
+def _noisy(
+    truth: np.ndarray,
+    cloudy: np.ndarray,
+    *,
+    precision: float,
+    failure_fraction: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Retrieved values (truth + Gaussian noise), their 1σ (``precision``, doubled where cloudy) and the failed
+    retrievals (a ``failure_fraction`` share, values and 1σ NaN); dims and units as ``truth``. Draws the noise,
+    then the failures, from ``rng``."""
+    sigma = np.full(truth.shape, precision) * np.where(cloudy, 2.0, 1.0)
+    value = truth + rng.normal(0.0, 1.0, size=truth.shape) * sigma
+    failed = rng.random(truth.shape) < failure_fraction
+    value[failed] = np.nan
+    sigma[failed] = np.nan
+    return value, sigma, failed
+
+
 def observe(
     field: np.ndarray,
     grid: GridSpec,
@@ -69,23 +111,21 @@ def observe(
     """Sample ``field`` (mol m-2, dims (lat, lon) on ``grid``) at the swath's pixel centres, with noise,
     cloud-lowered QA and fill values. Pixels outside ``grid`` see ``background``."""
     shape = swath.latitude.shape
-    idx = grid.cell_index(swath.latitude, swath.longitude)
-    inside = idx >= 0
-    flat = field.reshape(-1)
-    truth = np.full(shape, background)
-    truth[inside] = flat[idx[inside]]
-    cloud = np.zeros(shape)
-    cloud[inside] = clouds.reshape(-1)[idx[inside]]
-    threshold = np.quantile(clouds, 1.0 - model.cloud_fraction) if model.cloud_fraction > 0 else np.inf
-    cloudy = cloud > threshold
+    truth, cloudy = _sample(
+        field,
+        grid,
+        swath.latitude,
+        swath.longitude,
+        background=background,
+        clouds=clouds,
+        cloud_fraction=model.cloud_fraction,
+    )
     qa = np.where(
         cloudy, rng.choice([0.4, 0.5, 0.61, 0.74], size=shape), rng.choice([0.77, 0.88, 1.0], size=shape)
     )
-    precision = np.full(shape, model.precision) * np.where(cloudy, 2.0, 1.0)
-    value = truth + rng.normal(0.0, 1.0, size=shape) * precision
-    failed = rng.random(shape) < model.failure_fraction
-    value[failed] = np.nan
-    precision[failed] = np.nan
+    value, precision, failed = _noisy(
+        truth, cloudy, precision=model.precision, failure_fraction=model.failure_fraction, rng=rng
+    )
     qa[failed] = 0.0
     return PixelValues(value=value, precision=precision, qa_value=qa)
 
@@ -118,6 +158,18 @@ XCO2_MODELS: dict[str, XCO2Model] = {
 }
 """Per-product precisions, of the order the products' documents give (OCO-2 ~0.5 ppm, GOSAT ~2 ppm)."""
 
+_GOSAT_ORBIT = OrbitModel(
+    inclination=98.06,
+    period_s=100.0 * 60,
+    node_local_time_h=13.0,
+    swath_km=790.0,
+    ground_pixels=3,
+    scanline_km=283.0,
+    ref_orbit=60000,
+    ref_orbit_start=dt.datetime(2020, 12, 1, 0, 40, tzinfo=dt.UTC),
+)
+"""GOSAT: 13:00 node, 3 cross-track points ~263 km apart, ~283 km along track, 10.5 km footprints."""
+
 SOUNDING_ORBITS: dict[str, OrbitModel] = {
     # sun-synchronous, 13:36 node, 8 footprints over ~10 km, 3 frames a second (~2.25 km along track)
     "oco2-xco2": OrbitModel(
@@ -141,27 +193,8 @@ SOUNDING_ORBITS: dict[str, OrbitModel] = {
         ref_orbit=8000,
         ref_orbit_start=dt.datetime(2020, 12, 1, 0, 5, tzinfo=dt.UTC),
     ),
-    # GOSAT: 13:00 node, 3 cross-track points ~263 km apart, ~283 km along track, 10.5 km footprints
-    "acos-xco2": OrbitModel(
-        inclination=98.06,
-        period_s=100.0 * 60,
-        node_local_time_h=13.0,
-        swath_km=790.0,
-        ground_pixels=3,
-        scanline_km=283.0,
-        ref_orbit=60000,
-        ref_orbit_start=dt.datetime(2020, 12, 1, 0, 40, tzinfo=dt.UTC),
-    ),
-    "gosat-xco2": OrbitModel(
-        inclination=98.06,
-        period_s=100.0 * 60,
-        node_local_time_h=13.0,
-        swath_km=790.0,
-        ground_pixels=3,
-        scanline_km=283.0,
-        ref_orbit=60000,
-        ref_orbit_start=dt.datetime(2020, 12, 1, 0, 40, tzinfo=dt.UTC),
-    ),
+    "acos-xco2": _GOSAT_ORBIT,  # ACOS and NIES retrieve from the same GOSAT soundings
+    "gosat-xco2": _GOSAT_ORBIT,
     # TanSat: 9 footprints of 2 × 2 km over ~18 km
     "tansat-xco2": OrbitModel(
         inclination=98.2,
@@ -204,18 +237,17 @@ def observe_soundings(
     """Sample the XCO2 ``field`` (ppm, dims (lat, lon) on ``grid``) at sounding centres (1-D, degrees): noise of
     the model's precision, ``xco2_quality_flag`` 1 under clouds (twice the noise), missing values for failures.
     Soundings outside ``grid`` see the background."""
-    idx = grid.cell_index(latitude, longitude)
-    inside = idx >= 0
-    truth = np.full(latitude.shape, XCO2_BACKGROUND_PPM)
-    truth[inside] = field.reshape(-1)[idx[inside]]
-    cloud = np.zeros(latitude.shape)
-    cloud[inside] = clouds.reshape(-1)[idx[inside]]
-    threshold = np.quantile(clouds, 1.0 - model.cloud_fraction) if model.cloud_fraction > 0 else np.inf
-    cloudy = cloud > threshold
-    uncertainty = np.full(latitude.shape, model.precision) * np.where(cloudy, 2.0, 1.0)
-    xco2 = truth + rng.normal(0.0, 1.0, size=latitude.shape) * uncertainty
-    failed = rng.random(latitude.shape) < model.failure_fraction
-    xco2[failed] = np.nan
-    uncertainty[failed] = np.nan
+    truth, cloudy = _sample(
+        field,
+        grid,
+        latitude,
+        longitude,
+        background=XCO2_BACKGROUND_PPM,
+        clouds=clouds,
+        cloud_fraction=model.cloud_fraction,
+    )
+    xco2, uncertainty, failed = _noisy(
+        truth, cloudy, precision=model.precision, failure_fraction=model.failure_fraction, rng=rng
+    )
     flag = np.where(cloudy | failed, 1, 0).astype(np.int8)
     return SoundingValues(xco2=xco2, uncertainty=uncertainty, flag=flag)
