@@ -22,7 +22,9 @@ import hashlib
 import os
 import posixpath
 import tempfile
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -65,6 +67,7 @@ class _LocalTarget:
         self.tmp = lake.path("raw", ".partial", f"{uuid.uuid4().hex}-{posixpath.basename(path)}")
         os.makedirs(posixpath.dirname(self.tmp), exist_ok=True)
         self.file: IO[bytes] = open(self.tmp, "wb")  # noqa: SIM115 - closed by commit/abort
+        self._sync: _Background | None = None
 
     def write(self, data: bytes, /) -> object:
         return self.file.write(data)
@@ -74,21 +77,52 @@ class _LocalTarget:
         self.file.truncate()
 
     def readable_copy(self) -> str:
+        """Flush, and start the fsync on a thread: it overlaps the readability check, :meth:`commit` waits."""
         self.file.flush()
+        if self._sync is None:
+            self._sync = _Background(os.fsync, self.file.fileno())
         return self.tmp
 
     def commit(self, dest: str | None = None) -> None:
         self.file.flush()
-        os.fsync(self.file.fileno())
+        sync, self._sync = self._sync, None
+        if sync is None:
+            os.fsync(self.file.fileno())
+        else:
+            sync.wait()
         self.file.close()
         dest = dest or self.path
         os.makedirs(posixpath.dirname(dest), exist_ok=True)
         os.replace(self.tmp, dest)
 
     def abort(self) -> None:
+        sync, self._sync = self._sync, None
+        if sync is not None:
+            with contextlib.suppress(OSError):
+                sync.wait()
         self.file.close()
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.tmp)
+
+
+class _Background:
+    """``fn(*args)`` on a daemon thread; :meth:`wait` joins it and re-raises what it raised."""
+
+    def __init__(self, fn: Callable[..., object], *args: object) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn: Callable[..., object], *args: object) -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # handed to wait()
+            self.error = exc
+
+    def wait(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 class _S3Target:
