@@ -6,24 +6,28 @@
 
    - local plain: ``requests`` streaming each body to a file (no checks);
    - local eolake: ``infra.harvest.harvest_granule`` (streamed to ``raw/.partial``, SHA-256, size and checksum
-     checked against the STAC item, opened with the product reader, fsynced, renamed);
+     checked against the STAC item, the readability check ``infra.transfer._unreadable`` — the lean pixel read
+     gridding uses, by path — fsynced, renamed);
    - S3 plain: the same body streamed to a local temporary file, then ``s3fs.put`` to the real S3 server
      (``rclone serve s3``, started here and stopped by PID); also reported: streaming the body straight into
      ``s3fs`` ``open('wb')`` (a plain multipart upload);
-   - S3 eolake: ``harvest_granule`` into an ``s3://`` lake (a multipart upload to the final key, verified before
-     it is completed, then opened with the reader).
+   - S3 eolake: ``harvest_granule`` into an ``s3://`` lake (a multipart upload to the final key plus a local
+     spool copy; size, checksum and the readability check of the spool pass before the upload is completed).
 
    Ratio = eolake MB/s / plain MB/s in the same round (goal ≥ 0.8); the order of the cases alternates by round.
-   ``reader check`` times the product-reader pass alone (over the upstream files); ``transfer only`` is
-   eolake's transfer without that pass (stream, hash, verify size and checksum, fsync+rename or complete).
+   ``reader check`` times the readability check alone (over the upstream files); ``transfer only`` is
+   eolake's transfer without it (stream, hash, verify size and checksum, fsync+rename or complete).
    ``--threads 4`` copies four granules at a time in every case (as the flow does).
 
 2. No-op re-run. A catalog of ``--noop-items`` (default 10,000) granule items (synthetic names and footprints,
    nothing to download), served as a STAC API by the same fake upstream and also written as a static catalog;
    a ledger pre-populated with a harvested row for each. Measured in this process: the upstream listing
-   (``find_granules``), reading the ledger, ``plan_harvest`` (must plan nothing); and as whole processes:
-   ``eolake harvest --plan`` and ``eolake harvest`` (the real flow, against a Prefect server started here), with
-   the interpreter-and-import cost of ``eolake --help`` for reference. Goal: under 5 s end to end.
+   (``find_granules``), reading the ledger, ``plan_harvest`` (must plan nothing), ``resolve_versions`` (must
+   change nothing); and as whole processes: ``eolake harvest --plan`` and ``eolake harvest`` (the real flow,
+   against a Prefect server started here), with the bare interpreter, ``eolake --help`` and the imports of each
+   path alone for the split. Every process runs twice: as this environment runs Python (whatever
+   ``PYTHONDONTWRITEBYTECODE`` says) and "[bytecode cached]" (bytecode under a temporary
+   ``PYTHONPYCACHEPREFIX``, warmed first, as an installed package runs). Goal: under 5 s end to end.
 
 Run: ``PYTHONPATH=. uv run python bench/harvest.py [--days 3] [--rounds 3] [--threads 1] [--noop-items 10000]
 [--skip throughput noop]``.
@@ -55,16 +59,15 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from infra.archive import simulate_day, write_archive_catalog  # noqa: E402
-from infra.harvest import harvest_granule, plan_harvest  # noqa: E402
+from infra.harvest import harvest_granule, plan_harvest, resolve_versions  # noqa: E402
 from infra.http import download  # noqa: E402
 from infra.ledger import read_granules, upsert_granules  # noqa: E402
 from infra.scenario import load_truth  # noqa: E402
 from infra.settings import Settings  # noqa: E402
 from infra.sources import UpstreamGranule, find_granules  # noqa: E402
 from infra.storage import Lake, open_lake  # noqa: E402
-from infra.transfer import PART_SIZE, _LocalTarget, _S3Target  # noqa: E402
+from infra.transfer import PART_SIZE, _LocalTarget, _S3Target, _unreadable  # noqa: E402
 from tests.fakes.upstream import serve_upstream  # noqa: E402
-from transforms.s5p import open_observations  # noqa: E402
 
 BBOX = (-10.0, 35.0, 30.0, 65.0)
 FIRST_DAY = dt.date(2020, 3, 2)
@@ -160,10 +163,11 @@ def throughput(
         upstream_files = {p.name: p for p in archive.rglob("*.nc")}
 
         def reader_check() -> int:
-            """The product-reader pass that eolake's check makes, alone, over the upstream files."""
+            """The readability check eolake makes (``infra.transfer._unreadable``), alone, over the upstream
+            files."""
 
             def one(g: UpstreamGranule) -> int:
-                open_observations(str(upstream_files[g.name.filename]), product="no2").close()
+                assert _unreadable(str(upstream_files[g.name.filename]), "no2", g.name.filename) is None
                 return g.size or 0
 
             return _each(one, granules, threads)
@@ -338,6 +342,14 @@ def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.Complet
     return secs, proc
 
 
+PLAN_IMPORTS = (
+    "import flows.cli, pandas, pystac_client, infra.adapters, infra.harvest, infra.ledger, infra.sources"
+)
+"""What ``eolake harvest --plan`` imports before it lists (timed alone as a process)."""
+FLOW_IMPORTS = "import flows.cli, flows.harvest, pystac_client, infra.adapters.registry"
+"""What ``eolake harvest`` imports before the flow runs."""
+
+
 def noop(tmp: Path, *, n: int, rounds: int, prefect: bool) -> dict[str, list[float]]:
     archive = tmp / "noop-archive"
     t = time.perf_counter()
@@ -356,6 +368,12 @@ def noop(tmp: Path, *, n: int, rounds: int, prefect: bool) -> dict[str, list[flo
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EOLAKE_"))}
     env["PYTHONPATH"] = str(REPO)
     cli = [sys.executable, "-m", "flows.cli"]
+    cached = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    cached["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")  # bytecode kept outside the tree, as an install has
+    subprocess.run(
+        [sys.executable, "-c", FLOW_IMPORTS + "; " + PLAN_IMPORTS], env=cached, cwd=REPO, check=True
+    )
+    variants = [("", env), (" [bytecode cached]", cached)]
     server = None
     with serve_upstream(archive / "catalog.json") as api:
         t = time.perf_counter()
@@ -380,6 +398,10 @@ def noop(tmp: Path, *, n: int, rounds: int, prefect: bool) -> dict[str, list[flo
                 todo = plan_harvest(upstream, ledger)
                 note("plan_harvest", time.perf_counter() - t)
                 assert not todo, f"a no-op run would fetch {len(todo)} granules"
+                t = time.perf_counter()
+                changes = resolve_versions(ledger)
+                note("resolve_versions", time.perf_counter() - t)
+                assert changes.empty
                 if not times.get("listing (static catalog, in process)"):  # slow: once
                     t = time.perf_counter()
                     static = find_granules(
@@ -387,19 +409,27 @@ def noop(tmp: Path, *, n: int, rounds: int, prefect: bool) -> dict[str, list[flo
                     )
                     note("listing (static catalog, in process)", time.perf_counter() - t)
                     assert len(static) == n
-                secs, _ = _run([*cli, "--help"], env)
-                note("process: eolake --help (interpreter + imports)", secs)
-                secs, proc = _run(
-                    [*cli, "harvest", "--source", api, "--plan", *period, "--lake", str(lake_dir)], env
-                )
-                assert "0 new and 0 retried" in proc.stdout, proc.stdout[-500:]
-                note("process: eolake harvest --plan (API)", secs)
-                if server is not None:
+                for label, run_env in variants:
+                    secs, _ = _run([sys.executable, "-c", "pass"], run_env)
+                    note(f"process{label}: python -c pass (interpreter)", secs)
+                    secs, _ = _run([*cli, "--help"], run_env)
+                    note(f"process{label}: eolake --help (interpreter + CLI imports)", secs)
+                    secs, _ = _run([sys.executable, "-c", PLAN_IMPORTS], run_env)
+                    note(f"process{label}: imports of harvest --plan", secs)
                     secs, proc = _run(
-                        [*cli, "harvest", "--source", api, *period, "--lake", str(lake_dir)], env
+                        [*cli, "harvest", "--source", api, "--plan", *period, "--lake", str(lake_dir)],
+                        run_env,
                     )
-                    note("process: eolake harvest (API, Prefect flow)", secs)
-                    print(proc.stdout.strip().splitlines()[-1][:200])
+                    assert "0 new and 0 retried" in proc.stdout, proc.stdout[-500:]
+                    note(f"process{label}: eolake harvest --plan (API)", secs)
+                    if server is not None:
+                        secs, _ = _run([sys.executable, "-c", FLOW_IMPORTS], run_env)
+                        note(f"process{label}: imports of harvest (flow)", secs)
+                        secs, proc = _run(
+                            [*cli, "harvest", "--source", api, *period, "--lake", str(lake_dir)], run_env
+                        )
+                        note(f"process{label}: eolake harvest (API, Prefect flow)", secs)
+                        print(proc.stdout.strip().splitlines()[-1][:200])
                 print(", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
         finally:
             if server is not None:
