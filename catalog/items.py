@@ -139,16 +139,7 @@ def create_granule_item(
         return _sounding_file_item(
             name, href=href, geometry=geometry, bbox=bbox, size=size, checksum_sha256=checksum_sha256
         )
-    start, end = name.start, name.end
-    item = pystac.Item(
-        id=name.id,
-        geometry=geometry,
-        bbox=[float(x) for x in bbox],
-        datetime=start + (end - start) / 2,
-        properties={},
-        start_datetime=start,
-        end_datetime=end,
-    )
+    item = _file_item(name, geometry, bbox)
     item.common_metadata.platform = PLATFORM
     item.common_metadata.constellation = CONSTELLATION
     item.common_metadata.instruments = [INSTRUMENT]
@@ -190,12 +181,7 @@ def create_granule_item(
         description=description,
         roles=["data"],
     )
-    item.add_asset(name.product, asset)
-    file_ext = FileExtension.ext(asset, add_if_missing=True)
-    file_ext.size = int(size)
-    file_ext.checksum = sha256_multihash(checksum_sha256)
-    if about:
-        item.add_link(pystac.Link(rel="about", target=about, media_type="text/html"))
+    _add_file_asset(item, name.product, asset, size=size, checksum_sha256=checksum_sha256, about=about)
 
     if properties_extra:
         for key, value in properties_extra.items():
@@ -205,6 +191,33 @@ def create_granule_item(
         if "datetime" in properties_extra:
             item.datetime = pystac.utils.str_to_datetime(item.properties["datetime"])
     return item
+
+
+def _file_item(name: GranuleName, geometry: dict[str, Any], bbox: Sequence[float]) -> pystac.Item:
+    """A bare item for the file ``name``: its id, ``geometry``/``bbox`` and time span (datetime: the middle)."""
+    start, end = name.start, name.end
+    return pystac.Item(
+        id=name.id,
+        geometry=geometry,
+        bbox=[float(x) for x in bbox],
+        datetime=start + (end - start) / 2,
+        properties={},
+        start_datetime=start,
+        end_datetime=end,
+    )
+
+
+def _add_file_asset(
+    item: pystac.Item, key: str, asset: pystac.Asset, *, size: int, checksum_sha256: str, about: str | None
+) -> None:
+    """Add the file's ``asset`` under ``key`` with its size (bytes) and SHA-256 multihash, and the product's
+    ``about`` link when there is one."""
+    item.add_asset(key, asset)
+    file_ext = FileExtension.ext(asset, add_if_missing=True)
+    file_ext.size = int(size)
+    file_ext.checksum = sha256_multihash(checksum_sha256)
+    if about:
+        item.add_link(pystac.Link(rel="about", target=about, media_type="text/html"))
 
 
 def _sounding_file_item(
@@ -218,16 +231,7 @@ def _sounding_file_item(
 ) -> pystac.Item:
     """A STAC item for one daily sounding file (OCO/ACOS Lite, NIES GOSAT, TanSat): asset keyed by product."""
     spec = get_product(name.product)
-    start, end = name.start, name.end
-    item = pystac.Item(
-        id=name.id,
-        geometry=geometry,
-        bbox=[float(x) for x in bbox],
-        datetime=start + (end - start) / 2,
-        properties={},
-        start_datetime=start,
-        end_datetime=end,
-    )
+    item = _file_item(name, geometry, bbox)
     item.common_metadata.platform = spec.platform
     item.common_metadata.instruments = [spec.instrument]
     item.common_metadata.providers = [PRODUCERS[spec.family]]
@@ -248,12 +252,9 @@ def _sounding_file_item(
         description=spec.title or None,
         roles=["data"],
     )
-    item.add_asset(name.product, asset)
-    file_ext = FileExtension.ext(asset, add_if_missing=True)
-    file_ext.size = int(size)
-    file_ext.checksum = sha256_multihash(checksum_sha256)
-    if spec.references:
-        item.add_link(pystac.Link(rel="about", target=spec.references, media_type="text/html"))
+    _add_file_asset(
+        item, name.product, asset, size=size, checksum_sha256=checksum_sha256, about=spec.references
+    )
     return item
 
 

@@ -257,17 +257,22 @@ def simulate_sounding_day(
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
     family = get_product(product).family
+    flagged: dict[str, Any] = {  # the arguments of the writers of flagged soundings (Lite, TanSat)
+        "name": name,
+        "time": times,
+        "latitude": lat,
+        "longitude": lon,
+        "xco2": values.xco2,
+        "xco2_uncertainty": values.uncertainty,
+        "xco2_quality_flag": values.flag,
+    }
     if family == "oco_lite":
-        vertices = {} if product == "acos-xco2" else {"vertex_latitude": lat_b, "vertex_longitude": lon_b}
+        vertices: dict[str, Any] = (
+            {} if product == "acos-xco2" else {"vertex_latitude": lat_b, "vertex_longitude": lon_b}
+        )
         write_lite(
             tmp,
-            name=name,
-            time=times,
-            latitude=lat,
-            longitude=lon,
-            xco2=values.xco2,
-            xco2_uncertainty=values.uncertainty,
-            xco2_quality_flag=values.flag,
+            **flagged,
             footprint=footprint,
             operation_mode="glint" if product == "acos-xco2" else "nadir",
             orbit=swaths[0].orbit,
@@ -286,16 +291,7 @@ def simulate_sounding_day(
             xco2_error=values.uncertainty[screened],
         )
     else:
-        write_tansat_lite(
-            tmp,
-            name=name,
-            time=times,
-            latitude=lat,
-            longitude=lon,
-            xco2=values.xco2,
-            xco2_uncertainty=values.uncertainty,
-            xco2_quality_flag=values.flag,
-        )
+        write_tansat_lite(tmp, **flagged)
     os.replace(tmp, path)
     geometry, bbox = footprints_geometry([(sw.latitude_bounds, sw.longitude_bounds) for sw in swaths])
     return [_item(name, path, geometry, bbox)]
