@@ -50,6 +50,7 @@ from transforms.soundings import (
     describe,
     empty_granule,
     hdf5_file,
+    observations_attrs,
     peek,
     read_errors_as_granule_errors,
 )
@@ -1020,12 +1021,7 @@ def _observations(f: h5py.File, spec: ProductSpec, px: Pixels) -> xr.Dataset:
             "ground_pixel": ("pixel", ground_pixel, {"long_name": "across-track index in the granule"}),
         },
         attrs={
-            "granule_id": granule_id,
-            "product": spec.name,
-            "product_type": spec.product_type,
-            "units": spec.units,
-            "qa_threshold": spec.qa_threshold,
-            "value_variable": value_var,
+            **observations_attrs(spec, granule_id, value_var),
             "time_reference": _iso(t_ref),
             "n_scanline": n_scan,
             "n_ground_pixel": n_pix,

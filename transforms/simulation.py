@@ -61,20 +61,20 @@ def _sample(
     grid: GridSpec,
     latitude: np.ndarray,
     longitude: np.ndarray,
-    *,
     background: float,
     clouds: np.ndarray,
-    cloud_fraction: float,
+    model: ObservationModel | XCO2Model,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``field`` and ``clouds`` (dims (lat, lon) on ``grid``) at the centres (degrees, any shape): the truth
     (``background`` outside ``grid``) and whether each centre is cloudy (its cloud above the
-    ``1 − cloud_fraction`` quantile of the scene); both with the centres' shape."""
+    ``1 − model.cloud_fraction`` quantile of the scene); both with the centres' shape."""
     idx = grid.cell_index(latitude, longitude)
     inside = idx >= 0
     truth = np.full(latitude.shape, background)
     truth[inside] = field.reshape(-1)[idx[inside]]
     cloud = np.zeros(latitude.shape)
     cloud[inside] = clouds.reshape(-1)[idx[inside]]
+    cloud_fraction = model.cloud_fraction
     threshold = np.quantile(clouds, 1.0 - cloud_fraction) if cloud_fraction > 0 else np.inf
     return truth, cloud > threshold
 
@@ -82,17 +82,15 @@ def _sample(
 def _noisy(
     truth: np.ndarray,
     cloudy: np.ndarray,
-    *,
-    precision: float,
-    failure_fraction: float,
+    model: ObservationModel | XCO2Model,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Retrieved values (truth + Gaussian noise), their 1σ (``precision``, doubled where cloudy) and the failed
-    retrievals (a ``failure_fraction`` share, values and 1σ NaN); dims and units as ``truth``. Draws the noise,
-    then the failures, from ``rng``."""
-    sigma = np.full(truth.shape, precision) * np.where(cloudy, 2.0, 1.0)
+    """Retrieved values (truth + Gaussian noise), their 1σ (``model.precision``, doubled where cloudy) and the
+    failed retrievals (a ``model.failure_fraction`` share, values and 1σ NaN); dims and units as ``truth``.
+    Draws the noise, then the failures, from ``rng``."""
+    sigma = np.full(truth.shape, model.precision) * np.where(cloudy, 2.0, 1.0)
     value = truth + rng.normal(0.0, 1.0, size=truth.shape) * sigma
-    failed = rng.random(truth.shape) < failure_fraction
+    failed = rng.random(truth.shape) < model.failure_fraction
     value[failed] = np.nan
     sigma[failed] = np.nan
     return value, sigma, failed
@@ -111,21 +109,11 @@ def observe(
     """Sample ``field`` (mol m-2, dims (lat, lon) on ``grid``) at the swath's pixel centres, with noise,
     cloud-lowered QA and fill values. Pixels outside ``grid`` see ``background``."""
     shape = swath.latitude.shape
-    truth, cloudy = _sample(
-        field,
-        grid,
-        swath.latitude,
-        swath.longitude,
-        background=background,
-        clouds=clouds,
-        cloud_fraction=model.cloud_fraction,
-    )
+    truth, cloudy = _sample(field, grid, swath.latitude, swath.longitude, background, clouds, model)
     qa = np.where(
         cloudy, rng.choice([0.4, 0.5, 0.61, 0.74], size=shape), rng.choice([0.77, 0.88, 1.0], size=shape)
     )
-    value, precision, failed = _noisy(
-        truth, cloudy, precision=model.precision, failure_fraction=model.failure_fraction, rng=rng
-    )
+    value, precision, failed = _noisy(truth, cloudy, model, rng)
     qa[failed] = 0.0
     return PixelValues(value=value, precision=precision, qa_value=qa)
 
@@ -237,17 +225,7 @@ def observe_soundings(
     """Sample the XCO2 ``field`` (ppm, dims (lat, lon) on ``grid``) at sounding centres (1-D, degrees): noise of
     the model's precision, ``xco2_quality_flag`` 1 under clouds (twice the noise), missing values for failures.
     Soundings outside ``grid`` see the background."""
-    truth, cloudy = _sample(
-        field,
-        grid,
-        latitude,
-        longitude,
-        background=XCO2_BACKGROUND_PPM,
-        clouds=clouds,
-        cloud_fraction=model.cloud_fraction,
-    )
-    xco2, uncertainty, failed = _noisy(
-        truth, cloudy, precision=model.precision, failure_fraction=model.failure_fraction, rng=rng
-    )
+    truth, cloudy = _sample(field, grid, latitude, longitude, XCO2_BACKGROUND_PPM, clouds, model)
+    xco2, uncertainty, failed = _noisy(truth, cloudy, model, rng)
     flag = np.where(cloudy | failed, 1, 0).astype(np.int8)
     return SoundingValues(xco2=xco2, uncertainty=uncertainty, flag=flag)

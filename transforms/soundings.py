@@ -265,16 +265,20 @@ def observations(
     return xr.Dataset(
         data,
         coords={"sounding_id": ("pixel", sounding_id, {"long_name": "sounding id (YYYYMMDDhhmmssmf)"})},
-        attrs={
-            "granule_id": granule_id,
-            "product": spec.name,
-            "product_type": spec.product_type,
-            "units": spec.units,
-            "qa_threshold": spec.qa_threshold,
-            "value_variable": value_source,
-            **(attrs or {}),
-        },
+        attrs={**observations_attrs(spec, granule_id, value_source), **(attrs or {})},
     )
+
+
+def observations_attrs(spec: ProductSpec, granule_id: str, value_variable: str) -> dict[str, Any]:
+    """The global attributes every observations Dataset starts with (S5P and sounding files alike)."""
+    return {
+        "granule_id": granule_id,
+        "product": spec.name,
+        "product_type": spec.product_type,
+        "units": spec.units,
+        "qa_threshold": spec.qa_threshold,
+        "value_variable": value_variable,
+    }
 
 
 def sounding_ids(
