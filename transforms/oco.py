@@ -47,8 +47,10 @@ from transforms.soundings import (
     granule_stem,
     observations,
     read_float,
+    read_quality_flag,
     read_seconds_since_1970,
     read_sounding_file,
+    read_sounding_id,
     sounding_ids,
     square_corners,
     variable,
@@ -323,9 +325,9 @@ def _read(f: h5py.File, spec: ProductSpec, label: str, *, corners: bool) -> xr.D
     lon = read_float(variable(f, "longitude", label))
     value = read_float(variable(f, spec.value_var, label))
     unc = read_float(variable(f, spec.precision_var, label))
-    flag = np.asarray(variable(f, spec.qa_flag_var or "xco2_quality_flag", label)[()]).astype(np.int8)
+    flag = read_quality_flag(f, spec, label)
     time = read_seconds_since_1970(variable(f, "time", label))
-    ids = np.asarray(variable(f, "sounding_id", label)[()]).astype(np.int64)
+    ids = read_sounding_id(f, label)
     bounds = None
     if corners:
         if isinstance(f.get("vertex_latitude"), h5py.Dataset):

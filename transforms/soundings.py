@@ -168,6 +168,20 @@ def read_seconds_since_1970(ds: h5py.Dataset) -> npt.NDArray[np.datetime64]:
     return time
 
 
+def read_quality_flag(f: h5py.Group, spec: ProductSpec, label: str) -> npt.NDArray[np.int8]:
+    """The product's quality flag (sounding,) as int8 (``xco2_quality_flag`` when the spec names none)."""
+    flag: npt.NDArray[np.int8] = np.asarray(
+        variable(f, spec.qa_flag_var or "xco2_quality_flag", label)[()]
+    ).astype(np.int8)
+    return flag
+
+
+def read_sounding_id(f: h5py.Group, label: str) -> npt.NDArray[np.int64]:
+    """The ``sounding_id`` variable (sounding,) as int64 (``YYYYMMDDhhmmssmf``)."""
+    ids: npt.NDArray[np.int64] = np.asarray(variable(f, "sounding_id", label)[()]).astype(np.int64)
+    return ids
+
+
 def granule_stem(label: str) -> str:
     """The granule id of a file label: its file name without directory and extension."""
     return os.path.splitext(os.path.basename(label))[0]
