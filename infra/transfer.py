@@ -5,7 +5,8 @@ range requests, see :mod:`infra.http`):
 
 - on a local lake into ``raw/.partial/<uuid>-<file>``, fsynced and renamed (``os.replace``) onto the final key;
 - on S3 into the final key as a multipart upload (parts of ``part_size`` bytes go up as they fill), which the
-  store makes visible only when it is completed; the same bytes also go to a local spool file, deleted after.
+  store makes visible only when it is completed (even a file smaller than a part goes up as a one-part upload);
+  the same bytes also go to a local spool file, deleted after.
 
 Size and checksum are compared with what upstream published *before* the rename or the completion; on a
 mismatch or any failure the temporary file is deleted or the multipart upload aborted, so a partial or
@@ -127,13 +128,14 @@ class _Background:
 
 class _S3Target:
     """A multipart upload to the final key: invisible until completed, aborted on failure. The same bytes also
-    go to a local spool file (they are in the page cache when the reader checks them, before completion);
-    the spool is deleted on commit or abort."""
+    go to a local spool file, which the readability check reads (from the page cache) while the last part
+    goes up; the upload is completed only after the check passed. The spool is deleted on commit or abort."""
 
     def __init__(self, lake: Lake, path: str, part_size: int) -> None:
         self.fs, self.path, self.part_size = lake.fs, path, part_size
         fd, self.spool = tempfile.mkstemp(prefix="eolake-", suffix=f"-{posixpath.basename(path)}")
         self.local: IO[bytes] = os.fdopen(fd, "wb")
+        self._last: _Background | None = None
         try:
             self.file: Any = self._open()
         except BaseException:
@@ -141,7 +143,9 @@ class _S3Target:
             raise
 
     def _open(self) -> Any:
-        return self.fs.open(self.path, "wb", block_size=self.part_size)
+        # autocommit=False: even a file smaller than a part goes up as a (one-part) multipart upload, which
+        # stays invisible until commit() completes it
+        return self.fs.open(self.path, "wb", block_size=self.part_size, autocommit=False)
 
     def write(self, data: bytes, /) -> object:
         self.local.write(data)
@@ -154,14 +158,23 @@ class _S3Target:
         self.file = self._open()
 
     def readable_copy(self) -> str:
+        """Flush the spool, and upload the remaining bytes as the last part on a thread meanwhile."""
         self.local.flush()
+        if self._last is None:
+            self._last = _Background(self.file.flush, True)
         return self.spool
 
     def commit(self, dest: str | None = None) -> None:
-        """Complete the upload (uploads the last part, or one PUT when small); with ``dest``, abort it and
-        upload the spooled copy to ``dest`` instead (a quarantined file never appears at the final key)."""
+        """Complete the upload; with ``dest``, abort it and upload the spooled copy to ``dest`` instead (a
+        quarantined file never appears at the final key)."""
         try:
             if dest is None:
+                last, self._last = self._last, None
+                if last is None:
+                    self.file.flush(force=True)
+                else:
+                    last.wait()
+                self.file.commit()
                 self.file.close()
             else:
                 self._discard()
@@ -177,13 +190,17 @@ class _S3Target:
             self._drop_spool()
 
     def _discard(self) -> None:
-        """Abort the upload; never ``close()`` (that would complete it with the parts sent so far)."""
+        """Abort the upload (once its last part is no longer going up); never complete it."""
+        last, self._last = self._last, None
+        if last is not None:
+            with contextlib.suppress(Exception):
+                last.wait()
         if self.file.closed:
             return
         try:
             self.file.discard()
         finally:
-            self.file.closed = True  # so that garbage collection does not close (= commit) it
+            self.file.closed = True  # so that garbage collection does not close it
 
     def _drop_spool(self) -> None:
         self.local.close()
