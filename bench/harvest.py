@@ -381,9 +381,8 @@ def noop(tmp: Path, *, n: int, rounds: int, prefect: bool) -> dict[str, list[flo
             server = start_prefect_server(tmp / "prefect-home")
             env.update(server.env)
         cached = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        cached["PYTHONPYCACHEPREFIX"] = str(
-            tmp / "pycache"
-        )  # bytecode outside the tree, as an install has it
+        # bytecode outside the tree, as an installed package has it
+        cached["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
         subprocess.run(
             [sys.executable, "-c", f"{FLOW_IMPORTS}; {PLAN_IMPORTS}"], env=cached, cwd=REPO, check=True
         )
