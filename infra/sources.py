@@ -13,6 +13,7 @@ import os
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
@@ -39,8 +40,9 @@ class UpstreamGranule:
     sha256: str | None  # hex digest, when the source publishes a sha2-256 multihash (file:checksum)
     item: dict[str, Any]  # the upstream STAC item, for provenance
 
-    @property
+    @cached_property
     def granule_id(self) -> str:
+        """The file stem (``GranuleName.id`` formats it on every call; listings ask for it several times)."""
         return self.name.id
 
 
@@ -51,6 +53,10 @@ def redact_url(href: str) -> str:
     if not parts.scheme or not (parts.query or parts.fragment):
         return href
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _is_absolute(href: str) -> bool:
+    return href.startswith("/") or "://" in href
 
 
 def _is_url(s: str) -> bool:
@@ -148,8 +154,7 @@ def granule_from_item(
     if asset is None or not asset.get("href"):
         return None
     href = str(asset["href"])
-    where = base or item_base(item)
-    if where is not None:
+    if not _is_absolute(href) and (where := base or item_base(item)) is not None:
         href = make_absolute_href(href, where)
     name = _name_of(item, asset, href)
     if name is None or name.product != product:
