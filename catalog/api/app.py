@@ -26,9 +26,10 @@ from stac_fastapi.pgstac.config import PostgresSettings, Settings
 from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
+from stac_fastapi.types.errors import InvalidQueryParameter
 
 from catalog.api.engine import SearchError, StoreCatalog
-from catalog.api.guard import InputGuard
+from catalog.api.guard import BadInput, InputGuard, check_strings
 from catalog.store import CatalogStore
 
 _CALL = re.compile(r"FROM\s+(?:pgstac\.)?([a-z_]+)\s*\(", re.IGNORECASE)
@@ -143,6 +144,10 @@ def _add_aggregations(app: FastAPI, daily: Any) -> None:
     async def aggregate(
         collections: str | None = Query(None, description="comma-separated collection ids (default all)"),
     ) -> dict[str, Any]:
+        try:
+            check_strings("collections", collections or "")
+        except BadInput as exc:  # stac-fastapi answers it as 400 {"code", "description"}, as the guard does
+            raise InvalidQueryParameter(str(exc)) from None
         cids = [c for c in collections.split(",") if c] if collections else None
         rows = daily(cids)
         if hasattr(rows, "__await__"):

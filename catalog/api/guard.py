@@ -206,11 +206,49 @@ def check_fields(raw: Any) -> Any:
     raise BadInput(f"invalid fields {raw!r}: {{'include': [...], 'exclude': [...]}}")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def check_strings(name: str, raw: Any) -> Any:
+    """``ids``/``collections``: a comma-separated string or a list of strings, without control characters
+    (PostgreSQL rejects NUL in text)."""
     items = raw.split(",") if isinstance(raw, str) else raw
     if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
         raise BadInput(f"invalid {name} {raw!r}: a list of strings")
+    if any(_CONTROL.search(x) for x in items):
+        raise BadInput(f"invalid {name} {raw!r}: ids hold no control characters")
     return raw
+
+
+_QUERY_HELP = 'invalid query: give a JSON object like {"eolake:coverage": {"gt": 0.5}}'
+_QUERY_OPS = {"eq", "neq", "lt", "lte", "gt", "gte", "in", "startsWith", "endsWith", "contains"}
+
+
+def check_query(raw: Any, *, is_get: bool) -> Any:
+    """The query extension's object (a JSON string in GET): property → {operator: value}. Returns it
+    normalised (JSON text for GET), or None when it constrains nothing (pgstac fails on an empty one)."""
+    q = raw
+    if isinstance(q, str):
+        try:
+            q = json.loads(q)
+        except json.JSONDecodeError:
+            raise BadInput(_QUERY_HELP) from None
+    if not isinstance(q, dict) or not all(isinstance(v, dict) for v in q.values()):
+        raise BadInput(_QUERY_HELP)
+    if any(not k.strip() for k in q):
+        raise BadInput(
+            'invalid query: property names must not be empty, e.g. {"eolake:coverage": {"gt": 0.5}}'
+        )
+    for ops in q.values():
+        for op in ops:
+            if op not in _QUERY_OPS:
+                raise BadInput(
+                    f"invalid query operator {op!r}: use eq, neq, lt, lte, gt, gte, in, startsWith"
+                )
+    q = {k: v for k, v in q.items() if v}  # a property without operators constrains nothing
+    if not q:
+        return None
+    return json.dumps(q) if is_get else q
 
 
 def check_token(raw: Any) -> Any:
@@ -256,43 +294,11 @@ def check_params(params: dict[str, Any], *, is_get: bool) -> dict[str, Any]:
     if out.get("fields") is not None:
         check_fields(out["fields"])
     if out.get("query") is not None:
-        q = out["query"]
-        if isinstance(q, str):
-            try:
-                q = json.loads(q)
-            except json.JSONDecodeError:
-                raise BadInput(
-                    'invalid query: give a JSON object like {"eolake:coverage": {"gt": 0.5}}'
-                ) from None
-        if not isinstance(q, dict) or not all(isinstance(v, dict) for v in q.values()):
-            raise BadInput('invalid query: give a JSON object like {"eolake:coverage": {"gt": 0.5}}')
-        if any(not k.strip() for k in q):
-            raise BadInput(
-                'invalid query: property names must not be empty, e.g. {"eolake:coverage": {"gt": 0.5}}'
-            )
-        for ops in q.values():
-            for op in ops:
-                if op not in {
-                    "eq",
-                    "neq",
-                    "lt",
-                    "lte",
-                    "gt",
-                    "gte",
-                    "in",
-                    "startsWith",
-                    "endsWith",
-                    "contains",
-                }:
-                    raise BadInput(
-                        f"invalid query operator {op!r}: use eq, neq, lt, lte, gt, gte, in, startsWith"
-                    )
-        # a property without operators, or an empty query, constrains nothing (pgstac fails on it): drop it
-        q = {k: v for k, v in q.items() if v}
-        if q:
-            out["query"] = json.dumps(q) if is_get else q
-        else:
+        query = check_query(out["query"], is_get=is_get)
+        if query is None:
             del out["query"]
+        else:
+            out["query"] = query
     for name in ("ids", "collections"):
         if out.get(name) is not None:
             check_strings(name, out[name])
@@ -355,6 +361,12 @@ class InputGuard:
                     check_datetime(params["datetime"])
                 if "offset" in params and not params["offset"].isdigit():
                     raise BadInput(f"invalid offset {params['offset']!r}: a whole number ≥ 0")
+                if "query" in params:
+                    query = check_query(params["query"], is_get=True)
+                    if query is None:
+                        del params["query"]
+                    else:
+                        params["query"] = query
                 scope = dict(scope)
                 scope["query_string"] = urlencode(params).encode()
         except BadInput as exc:

@@ -194,6 +194,11 @@ BAD_GET = [
     "/collections/s5p-l2-no2/items?bbox=1,2",
     "/collections?bbox=x",
     "/collections?limit=0",
+    "/collections?query=false",
+    '/collections?query={"a":{"like":1}}',
+    "/search?collections=a%00b",
+    "/search?ids=x%01y",
+    "/aggregate?collections=a%00b",
 ]
 BAD_POST: list[bytes | dict[str, Any]] = [
     b"{not json",
