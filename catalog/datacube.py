@@ -27,7 +27,13 @@ def _mission_keywords(product: str) -> list[str]:
     p = get_product(product)
     if p.family == "s5p":
         return ["Sentinel-5P", "TROPOMI", p.name.upper()]
-    return [p.platform, p.instrument, "XCO2"]
+    return list(dict.fromkeys([p.platform, p.instrument, "XCO2"]))
+
+
+def _producer(product: str) -> str:
+    """Who produced (and licenses) the L2 data the cube is binned from."""
+    p = get_product(product)
+    return "ESA / Copernicus" if p.family == "s5p" else p.institution
 
 
 def cube_day_item_id(spec: CubeSpec, day: dt.date) -> str:
@@ -125,7 +131,7 @@ def create_cube_collection(
         keywords=[*_mission_keywords(spec.product), "L3", "Zarr"],
         providers=[
             pystac.Provider(
-                "ESA / Copernicus", roles=[pystac.ProviderRole.PRODUCER, pystac.ProviderRole.LICENSOR]
+                _producer(spec.product), roles=[pystac.ProviderRole.PRODUCER, pystac.ProviderRole.LICENSOR]
             ),
             pystac.Provider("eolake", roles=[pystac.ProviderRole.PROCESSOR, pystac.ProviderRole.HOST]),
         ],

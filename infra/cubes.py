@@ -47,7 +47,9 @@ def cube_spec(
     how = {"centre": "pixel-centre binning", "footprint": "area-weighted footprint binning"}[method]
     weights = {"plain": "plain weights", "inverse_variance": "inverse-variance weights"}[weighting]
     p = get_product(product)
-    mission = "Sentinel-5P TROPOMI" if p.family == "s5p" else f"{p.platform} {p.instrument}"
+    mission = (
+        "Sentinel-5P TROPOMI" if p.family == "s5p" else " ".join(dict.fromkeys([p.platform, p.instrument]))
+    )
     variable = p.name.upper() if p.family == "s5p" else "XCO2"
     return CubeSpec(
         product=p.name,

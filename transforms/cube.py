@@ -47,6 +47,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from transforms.grid import GridSpec
+from transforms.products import get_product
 
 TIME_UNITS_TEMPLATE = "days since {origin} 00:00:00"
 DATA_VARS = ("mean", "uncertainty", "count", "weight")
@@ -108,6 +109,12 @@ class CubeSpec:
         return (first.astype("datetime64[D]") - np.datetime64(self.origin, "D")).astype(np.int32)
 
 
+def _keywords(spec: CubeSpec) -> list[str]:
+    """The variable, instrument, platform and level, each once (OCO-2 is both platform and instrument)."""
+    p = get_product(spec.product)
+    return list(dict.fromkeys([spec.long_name, p.instrument, p.platform, "L3"]))
+
+
 def cube_attrs(spec: CubeSpec) -> dict[str, Any]:
     """CF-1.10 and ACDD-1.3 global attributes."""
     west, south, east, north = spec.grid.bounds
@@ -133,8 +140,8 @@ def cube_attrs(spec: CubeSpec) -> dict[str, Any]:
         "geospatial_lon_resolution": spec.grid.resolution,
         "time_coverage_resolution": spec.step,
         "cdm_data_type": "Grid",  # ACDD; CF featureType is for discrete sampling geometries, not grids
-        "history": f"eolake: {spec.period} L3 binned from Sentinel-5P TROPOMI L2 granules",
-        "keywords": "nitrogen dioxide, troposphere, TROPOMI, Sentinel-5P, L3",
+        "history": f"eolake: {spec.period} L3 binned from {spec.source.split(';')[0]}",
+        "keywords": ", ".join(_keywords(spec)),
     }
 
 

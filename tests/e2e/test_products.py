@@ -98,7 +98,9 @@ def test_oco2_and_gosat_end_to_end(cli, tmp_path: Path) -> None:
     cli("grid", "--product", "gosat-xco2", *day, "--lake", str(lake))
     oco_cube = xr.open_zarr(next((lake / "cubes" / "oco2-xco2").glob("1deg-*.zarr")), zarr_format=3)
     gosat_cube = xr.open_zarr(next((lake / "cubes" / "gosat-xco2").glob("2deg-*.zarr")), zarr_format=3)
-    assert oco_cube.attrs["title"].startswith("OCO-2 OCO-2 XCO2 daily L3, 1.0°")
+    assert oco_cube.attrs["title"].startswith("OCO-2 XCO2 daily L3, 1.0°")
+    assert gosat_cube.attrs["title"].startswith("GOSAT TANSO-FTS XCO2 daily L3, 2.0°")
+    assert "Sentinel" not in oco_cube.attrs["keywords"] + oco_cube.attrs["history"]
     first = oco_cube.sel(time="2020-03-02")
     expected = _independent_means(
         next((lake / "raw").rglob(lite[0])),
