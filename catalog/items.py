@@ -268,7 +268,7 @@ def _sounding_collection(
     )
     collection = pystac.Collection(
         id=granule_collection_id(spec.name),
-        title=f"{spec.platform} {spec.instrument} Level-2 XCO2 files",
+        title=f"{' '.join(dict.fromkeys([spec.platform, spec.instrument]))} Level-2 XCO2 files",
         description=(
             f"Raw {spec.title} files ({spec.long_name}, {spec.units}) kept byte-identical in the lake, one "
             f"item per file version. {rule}."
@@ -278,7 +278,7 @@ def _sounding_collection(
             pystac.TemporalExtent([[start, end]]),
         ),
         license="other",
-        keywords=[spec.platform, spec.instrument, "XCO2", "CO2", "greenhouse gases"],
+        keywords=list(dict.fromkeys([spec.platform, spec.instrument, "XCO2", "CO2", "greenhouse gases"])),
         providers=[PRODUCERS[spec.family], pystac.Provider(name="eolake", roles=[pystac.ProviderRole.HOST])],
         summaries=pystac.Summaries(
             {"platform": [spec.platform], "instruments": [spec.instrument], "processing:level": [spec.level]}
