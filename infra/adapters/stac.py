@@ -43,8 +43,9 @@ class StaticCatalogAdapter:
         self, product: str, start: dt.datetime, end: dt.datetime, *, timeliness: str | None = None
     ) -> Iterator[UpstreamGranule]:
         kind = self.root.get("type")
-        if kind not in {"Catalog", "Collection"}:
-            what = kind if isinstance(kind, str) else "document without a type"
+        legacy = kind is None and "links" in self.root and "assets" not in self.root  # STAC < 1.0: no type
+        if kind not in {"Catalog", "Collection"} and not legacy:
+            what = {"Feature": "Item"}.get(kind, kind) if isinstance(kind, str) else "document without a type"
             raise SourceError(f"{redact_url(self.href)} is a STAC {what}, not a catalog or collection")
         yield from _matching(self._items(), product, start, end, timeliness)
 
