@@ -113,14 +113,22 @@ def _open_s3_lake(root: str, settings: Settings, *, create: bool) -> Lake:
 
     opts = s3_storage_options(settings)
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **opts)
+    # The reachability probe gives up after two short attempts (s3fs and botocore would otherwise retry an
+    # unreachable endpoint for half a minute); the lake's own file system keeps the default retries.
+    probe_config = {
+        **opts["config_kwargs"],
+        "connect_timeout": 5,
+        "retries": {"max_attempts": 2, "mode": "standard"},
+    }
+    probe = s3fs.S3FileSystem(skip_instance_cache=True, retries=2, **{**opts, "config_kwargs": probe_config})
     bucket = root.split("/", 1)[0]
     endpoint = opts.get("client_kwargs", {}).get("endpoint_url", "AWS")
     try:
-        if not fs.exists(bucket):
+        if not probe.exists(bucket):
             if not create:
                 raise LakeError(f"bucket {bucket!r} does not exist at {endpoint}")
-            fs.mkdir(bucket)
-        fs.ls(bucket, refresh=True)
+            probe.mkdir(bucket)
+        probe.ls(bucket, refresh=True)
     except LakeError:
         raise
     except Exception as exc:  # botocore raises many unrelated types for one failure
