@@ -120,7 +120,8 @@ def _open_s3_lake(root: str, settings: Settings, *, create: bool) -> Lake:
         "connect_timeout": 5,
         "retries": {"max_attempts": 2, "mode": "standard"},
     }
-    probe = s3fs.S3FileSystem(skip_instance_cache=True, retries=2, **{**opts, "config_kwargs": probe_config})
+    probe = s3fs.S3FileSystem(skip_instance_cache=True, **{**opts, "config_kwargs": probe_config})
+    probe.retries = 2  # s3fs's own retry loop (a class attribute, not a constructor argument)
     bucket = root.split("/", 1)[0]
     endpoint = opts.get("client_kwargs", {}).get("endpoint_url", "AWS")
     try:

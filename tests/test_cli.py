@@ -61,4 +61,5 @@ def test_unreachable_lake(offline_cli) -> None:
     proc = offline_cli("demo", "--lake", "s3://nowhere/lake", check=False, timeout=120)
     assert proc.returncode == 2
     assert "cannot reach lake" in proc.stderr and proc.stderr.count("\n") == 1
+    assert "Could not connect to the endpoint" in proc.stderr  # the connection failed, not the client set-up
     _nothing_written(Path(offline_cli.cwd))
