@@ -59,14 +59,14 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from infra.archive import simulate_day, write_archive_catalog  # noqa: E402
-from infra.harvest import harvest_granule, plan_harvest, resolve_versions  # noqa: E402
+from infra.harvest import harvest_granule, ledger_row, plan_harvest, resolve_versions  # noqa: E402
 from infra.http import download  # noqa: E402
 from infra.ledger import read_granules, upsert_granules  # noqa: E402
 from infra.scenario import load_truth  # noqa: E402
 from infra.settings import Settings  # noqa: E402
 from infra.sources import UpstreamGranule, find_granules  # noqa: E402
 from infra.storage import Lake, open_lake  # noqa: E402
-from infra.transfer import PART_SIZE, _LocalTarget, _S3Target, _unreadable  # noqa: E402
+from infra.transfer import PART_SIZE, _LocalTarget, _S3Target, _unreadable, raw_key  # noqa: E402
 from tests.fakes.upstream import serve_upstream  # noqa: E402
 
 BBOX = (-10.0, 35.0, 30.0, 65.0)
@@ -303,32 +303,20 @@ def _write_static_catalog(archive: Path, items: list[dict[str, Any]]) -> None:
 
 
 def _ledger_rows(granules: list[UpstreamGranule], source: str) -> list[dict[str, Any]]:
-    now = dt.datetime.now(dt.UTC)
-    rows = []
-    for g in granules:
-        name = g.name
-        rows.append(
-            {
-                "granule_id": name.id,
-                "product": name.product,
-                "mode": name.mode,
-                "processor_version": name.processor_version,
-                "orbit": name.orbit,
-                "acquisition": "/".join(str(p) for p in name.acquisition_key if p is not None),
-                "start": name.start,
-                "end": name.end,
-                "key": f"raw/s5p/no2/{name.start:%Y/%m/%d}/{name.filename}",
-                "size": g.size,
-                "sha256": g.sha256,
-                "status": "harvested",
-                "reason": None,
-                "source": source,
-                "source_href": g.href,
-                "attempts": 1,
-                "updated": now,
-            }
+    """Rows as a harvest writes them, for granules taken as already harvested."""
+    return [
+        ledger_row(
+            g,
+            source=source,
+            attempts=1,
+            key=raw_key(g.name.product, g.name.filename, g.name.start.date().isoformat()),
+            size=g.size,
+            sha256=g.sha256,
+            status="harvested",
+            reason=None,
         )
-    return rows
+        for g in granules
+    ]
 
 
 def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:

@@ -113,25 +113,16 @@ def harvest_granule(
         )
     else:
         result = _fetch_through(gate, g, lake, key)
-    return {
-        "granule_id": name.id,
-        "product": name.product,
-        "mode": name.mode,
-        "processor_version": name.processor_version,
-        "orbit": name.orbit,
-        "acquisition": "/".join(str(p) for p in name.acquisition_key if p is not None),
-        "start": name.start,
-        "end": name.end,
-        "key": result.key,
-        "size": result.size,
-        "sha256": result.sha256,
-        "status": "harvested" if result.ok else "quarantined",
-        "reason": result.reason,
-        "source": source,
-        "source_href": redact_url(g.href),
-        "attempts": attempts,
-        "updated": dt.datetime.now(dt.UTC),
-    }
+    return ledger_row(
+        g,
+        source=source,
+        attempts=attempts,
+        key=result.key,
+        size=result.size,
+        sha256=result.sha256,
+        status="harvested" if result.ok else "quarantined",
+        reason=result.reason,
+    )
 
 
 def _fetch_through(gate: SourceGate, g: UpstreamGranule, lake: Lake, key: str) -> TransferResult:
@@ -170,8 +161,19 @@ def _fetch_through(gate: SourceGate, g: UpstreamGranule, lake: Lake, key: str) -
     raise AssertionError("unreachable")
 
 
-def failed_row(g: UpstreamGranule, *, source: str, error: SourceError, attempts: int) -> dict[str, Any]:
-    """A ledger row for a granule whose download failed after retries (kept for the next run)."""
+def ledger_row(
+    g: UpstreamGranule,
+    *,
+    source: str,
+    attempts: int,
+    key: str | None,
+    size: int | None,
+    sha256: str | None,
+    status: str,
+    reason: str | None,
+) -> dict[str, Any]:
+    """The ledger row of granule ``g``: its name's parts, where its bytes are (``key``) and what became of it
+    (``status`` harvested | quarantined, ``reason``); the upstream href without its query (no tokens)."""
     name = g.name
     return {
         "granule_id": name.id,
@@ -182,16 +184,30 @@ def failed_row(g: UpstreamGranule, *, source: str, error: SourceError, attempts:
         "acquisition": "/".join(str(p) for p in name.acquisition_key if p is not None),
         "start": name.start,
         "end": name.end,
-        "key": None,
-        "size": None,
-        "sha256": None,
-        "status": "quarantined",
-        "reason": f"download failed: {error}",
+        "key": key,
+        "size": size,
+        "sha256": sha256,
+        "status": status,
+        "reason": reason,
         "source": source,
         "source_href": redact_url(g.href),
         "attempts": attempts,
         "updated": dt.datetime.now(dt.UTC),
     }
+
+
+def failed_row(g: UpstreamGranule, *, source: str, error: SourceError, attempts: int) -> dict[str, Any]:
+    """A ledger row for a granule whose download failed after retries (kept for the next run)."""
+    return ledger_row(
+        g,
+        source=source,
+        attempts=attempts,
+        key=None,
+        size=None,
+        sha256=None,
+        status="quarantined",
+        reason=f"download failed: {error}",
+    )
 
 
 def resolve_versions(ledger: pd.DataFrame) -> pd.DataFrame:
