@@ -83,6 +83,13 @@ def close_gateway(gateway: Any) -> None:
         del gateway._loop_runner
 
 
+def _discard(cluster: Any) -> None:
+    """Stop the IO loop of a GatewayCluster whose start failed (it has cleaned up its own comms already)."""
+    gateway = vars(cluster).get("gateway")
+    if gateway is not None:
+        close_gateway(gateway)
+
+
 @contextmanager
 def _gateway_cluster(settings: Settings) -> Iterator[Any]:
     """A new cluster from the gateway, scaled or adaptive per the settings, shut down on exit."""
@@ -90,8 +97,12 @@ def _gateway_cluster(settings: Settings) -> Iterator[Any]:
     from dask_gateway import GatewayCluster
 
     address = settings.dask_gateway_address
+    # Built in two steps so that a refused start can be cleaned up here: GatewayCluster.__init__ raises with its
+    # Gateway client's IO-loop thread still running, and that client's __del__ closes it with a blocking call
+    # into the loop; when garbage collection runs it on the loop's own thread, the process hangs.
+    cluster = GatewayCluster.__new__(GatewayCluster)
     try:
-        cluster = GatewayCluster(
+        cluster.__init__(
             address=address,
             proxy_address=settings.dask_gateway_proxy_address,
             auth=_gateway_auth(settings),
@@ -99,6 +110,7 @@ def _gateway_cluster(settings: Settings) -> Iterator[Any]:
             **settings.dask_gateway_options,
         )
     except ClientResponseError as exc:
+        _discard(cluster)
         if exc.status in (401, 403):
             raise ComputeError(
                 f"the Dask Gateway at {address} refused {settings.dask_gateway_auth} authentication "
@@ -106,10 +118,14 @@ def _gateway_cluster(settings: Settings) -> Iterator[Any]:
             ) from None
         raise
     except ValueError as exc:  # unknown option names or values out of the gateway's bounds
+        _discard(cluster)
         raise ComputeError(
             f"the Dask Gateway at {address} rejected the cluster options "
             f"EOLAKE_DASK_GATEWAY_OPTIONS={settings.dask_gateway_options}: {exc}"
         ) from None
+    except BaseException:
+        _discard(cluster)
+        raise
     try:
         _scale(cluster, settings)
         yield cluster

@@ -6,10 +6,13 @@ table there."""
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +24,7 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from infra.compute import ComputeError, close_gateway, dask_client
+from infra.compute import ComputeError, dask_client
 from infra.services import _bin, free_port, group_members, stop_group
 from infra.settings import Settings
 from tests.conftest import Cli
@@ -154,15 +157,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _clusters(gw: Gateway) -> list[object]:
-    from dask_gateway import BasicAuth
-    from dask_gateway import Gateway as GatewayClient
+def _clusters(gw: Gateway) -> list[str]:
+    """The names of the user's active (pending or running) clusters, from the gateway's REST API.
 
-    g = GatewayClient(gw.address, gw.proxy_address, auth=BasicAuth("eolake", PASSWORD))
-    try:
-        return list(g.list_clusters())
-    finally:
-        close_gateway(g)
+    Plain HTTP rather than a second ``dask_gateway.Gateway``: a client starts an IO-loop thread of its own, which
+    under a loaded CI machine can miss distributed's 10 s start-up wait and fail the check for the wrong reason."""
+    auth = base64.b64encode(f"eolake:{PASSWORD}".encode()).decode()
+    request = urllib.request.Request(
+        f"{gw.address}/api/v1/clusters/?status=pending,running", headers={"Authorization": f"Basic {auth}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return sorted(json.load(response))
 
 
 def test_gateway_cluster_runs_a_zonal_sum(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
@@ -220,9 +225,16 @@ def test_gateway_refusal_names_the_setting(gateway: Gateway) -> None:
 @pytest.mark.parametrize("options", [{"worker_cores": 64}, {"gpus": 1}])
 def test_gateway_rejected_options_name_the_setting(gateway: Gateway, options: dict[str, int]) -> None:
     settings = gateway.settings(dask_gateway_options=options)
+    loops = _io_loops()
     with pytest.raises(ComputeError, match="EOLAKE_DASK_GATEWAY_OPTIONS"), dask_client(settings):
         pass
     assert _clusters(gateway) == []
+    assert _io_loops() <= loops  # the refused cluster's client loop is stopped, not left to garbage collection
+
+
+def _io_loops() -> set[threading.Thread]:
+    """distributed's IO-loop threads alive in this process (dask-gateway clients run one each)."""
+    return {t for t in threading.enumerate() if t.name == "IO loop" and t.is_alive()}
 
 
 @pytest.mark.slow
