@@ -16,6 +16,7 @@ from transforms.errors import EolakeError
 
 DaskBackend = Literal["local", "address", "gateway", "kubernetes"]
 GatewayAuth = Literal["basic", "jupyterhub", "kerberos"]
+HarvestCheck = Literal["auto", "full", "structure"]
 
 
 class SettingsError(EolakeError):
@@ -80,6 +81,11 @@ class Settings(BaseSettings):
 
     harvest_concurrency: int = 4
     """Concurrent transfers for a source given by URL/path (configured sources set ``max_connections``)."""
+    harvest_check: HarvestCheck = "auto"
+    """How a harvested S5P granule is checked before it is kept: ``full`` decodes every pixel variable gridding
+    reads; ``structure`` opens it and checks groups, variables, dims and that every stored chunk lies inside the
+    file, without inflating (gridding quarantines what it then cannot decode); ``auto``: ``structure`` when
+    upstream published a SHA-256 and it matched, else ``full``. Other product families: always their reader."""
 
     sources_file: str | None = None
     """The sources file (default: ``deployments/sources.yaml`` in the repository)."""

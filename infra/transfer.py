@@ -32,6 +32,7 @@ from typing import IO, Any
 import fsspec
 
 from infra.http import RetryPolicy, UpstreamAuthError, download
+from infra.settings import HarvestCheck
 from infra.sources import redact_url
 from infra.storage import Lake
 from transforms.errors import GranuleReadError, SourceError
@@ -220,11 +221,13 @@ def fetch_granule(
     policy: RetryPolicy | None = None,
     headers: dict[str, str] | None = None,
     credential_hint: str = "the source's credentials",
+    check: HarvestCheck | None = None,
 ) -> TransferResult:
     """Stream ``href`` into the lake at ``key``; verify; discard or quarantine on failure (see module doc).
     ``headers`` (a source's auth) go with every request; ``credential_hint`` names the setting to fix on a
-    401/403 (raised as UpstreamAuthError). Raises SourceError only when the source cannot be read at all (the
-    caller decides whether to retry)."""
+    401/403 (raised as UpstreamAuthError). ``check``: the readability check's policy (default the
+    ``EOLAKE_HARVEST_CHECK`` setting; see :func:`check_decodes`). Raises SourceError only when the source
+    cannot be read at all (the caller decides whether to retry)."""
     final = lake.path(key)
     target: _LocalTarget | _S3Target = (
         _LocalTarget(lake, final) if lake.protocol == "file" else _S3Target(lake, final, part_size)
@@ -237,8 +240,9 @@ def fetch_granule(
             size, sha = _copy(href, target)
             received = size
         reason = _mismatch(size, sha, expected_size, expected_sha256)
-        if reason is None and (reason := _unreadable(target.readable_copy(), product, key)) is not None:
-            qkey = _quarantine_key(key)
+        full = check_decodes(check, checksum_matched=expected_sha256 is not None)
+        if reason is None and (reason := _unreadable(target.readable_copy(), product, key, full=full)):
+            qkey = quarantine_key(key)
             target.commit(lake.path(qkey))
             return TransferResult(qkey, size, sha, False, reason, received)
         if reason is not None:
@@ -263,15 +267,32 @@ def _mismatch(size: int, sha: str, expected_size: int | None, expected_sha256: s
     return None
 
 
-def _unreadable(path: str, product: str, key: str) -> str | None:
+def check_decodes(check: HarvestCheck | None, *, checksum_matched: bool) -> bool:
+    """Whether the readability check decodes the data (``full``) rather than checking structure only: always
+    for ``full``, never for ``structure``, and for ``auto`` (the default, ``check=None`` reads the setting)
+    only when upstream published no checksum — bytes equal to what upstream published are checked for
+    structure, and gridding quarantines a granule it then cannot decode."""
+    if check is None:
+        from infra.settings import get_settings
+
+        check = get_settings().harvest_check
+    return check == "full" or (check == "auto" and not checksum_matched)
+
+
+def _unreadable(path: str, product: str, key: str, *, full: bool = True) -> str | None:
     """Why the local file at ``path`` (the verified bytes, just written) cannot be read as gridding reads it,
-    or None. S5P: the lean pixel read (:func:`transforms.s5p.read_pixels`) of every variable any gridding
-    method uses — value, precision, qa, latitude/longitude, their corners and scan times — each decoded whole,
-    without building a Dataset; other families: their reader. Opened by path (HDF5's own file driver). The
-    reason names the granule's file, not the temporary path."""
+    or None. S5P, ``full``: the lean pixel read (:func:`transforms.s5p.read_pixels`) of every variable any
+    gridding method uses — value, precision, qa, latitude/longitude, their corners and scan times — each
+    decoded whole, without building a Dataset; S5P, not ``full``: their structure, nothing inflated
+    (:func:`transforms.structure.check_structure`); other families (small files): their reader. Opened by path
+    (HDF5's own file driver). The reason names the granule's file, not the temporary path."""
     spec = get_product(product)
     try:
-        if spec.family == "s5p":
+        if spec.family == "s5p" and not full:
+            from transforms.structure import check_structure  # h5py imports: not for --plan
+
+            check_structure(path, product=spec)
+        elif spec.family == "s5p":
             from transforms.s5p import read_pixels  # xarray/h5py imports: not for --plan
 
             read_pixels(path, product=spec, corners=True)
@@ -284,7 +305,8 @@ def _unreadable(path: str, product: str, key: str) -> str | None:
     return None
 
 
-def _quarantine_key(key: str) -> str:
+def quarantine_key(key: str) -> str:
+    """``quarantine/<file>`` for the granule at ``raw/.../<file>``."""
     return posixpath.join("quarantine", posixpath.basename(key))
 
 

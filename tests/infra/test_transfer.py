@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import h5py
 import pytest
 from pydantic import SecretStr
 
@@ -23,10 +24,12 @@ from infra.scenario import load_truth
 from infra.services import Service
 from infra.settings import Settings
 from infra.storage import Lake, open_lake
-from infra.transfer import fetch_granule, raw_key
+from infra.transfer import check_decodes, fetch_granule, raw_key
+from tests.fakes.damage import scramble_chunk
 from tests.fakes.upstream import serve_upstream
-from transforms.errors import SourceError
+from transforms.errors import GranuleReadError, SourceError
 from transforms.granules import parse_granule_name
+from transforms.structure import check_structure
 
 DAY = dt.date(2020, 3, 2)
 BBOX = (-10.0, 35.0, 30.0, 65.0)  # wide enough for granules of ~9 MB: larger than a 5 MiB part
@@ -259,3 +262,59 @@ def test_an_unreadable_granule_with_matching_checksum_is_quarantined_never_at_it
     if where == "s3":
         assert _uploads(lake) == []
     assert set(Path(tempfile.gettempdir()).glob(f"eolake-*-{src.name}")) == spools
+
+
+# --- the check policy: structure when the published checksum matched, full decode otherwise ---------------
+
+VALUE = "PRODUCT/nitrogendioxide_tropospheric_column"
+
+
+@pytest.mark.parametrize("check", ["auto", "full"])
+def test_a_scrambled_chunk_with_matching_checksum_passes_the_structural_check_only(
+    check: str, upstream: Path, tmp_path: Path
+) -> None:
+    """Upstream published the scrambled bytes' checksum: under ``auto`` the structure is checked (groups,
+    dims, chunks inside the file), nothing inflated, and the granule is kept for gridding to judge; ``full``
+    decodes the pixel variables and quarantines it."""
+    src = _largest(upstream)
+    scramble_chunk(src, VALUE)
+    lake = open_lake(str(tmp_path / "lake"))
+    with serve_upstream(upstream / "catalog.json") as api:
+        key, result = _fetch(api, src, lake, check=check)
+    if check == "auto":
+        assert result.ok and result.key == key  # type: ignore[attr-defined]
+        assert lake.fs.cat_file(lake.path(key)) == src.read_bytes()
+    else:
+        assert not result.ok and result.key == f"quarantine/{src.name}"  # type: ignore[attr-defined]
+        assert str(result.reason).startswith(f"unreadable: granule {src.name}")  # type: ignore[attr-defined]
+        assert not lake.fs.exists(lake.path(key))
+
+
+def test_without_a_published_checksum_auto_decodes(upstream: Path, tmp_path: Path) -> None:
+    src = _largest(upstream)
+    scramble_chunk(src, VALUE)
+    lake = open_lake(str(tmp_path / "lake"))
+    name = parse_granule_name(src.name)
+    key = raw_key("no2", src.name, name.start.date().isoformat())
+    with serve_upstream(upstream / "catalog.json") as api:
+        result = fetch_granule(_href(api, src.name), lake, key, product="no2", policy=FAST, check="auto")
+    assert not result.ok and result.key == f"quarantine/{src.name}"
+
+
+def test_the_structural_check_names_what_is_missing_or_cut(upstream: Path, tmp_path: Path) -> None:
+    src = _largest(upstream)
+    assert check_decodes("structure", checksum_matched=False) is False
+    assert check_decodes("full", checksum_matched=True) is True
+    check_structure(str(src), product="no2")  # an intact granule passes
+    cut = tmp_path / src.name
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size - 4096])
+    with pytest.raises(GranuleReadError, match=src.name):
+        check_structure(str(cut), product="no2")
+    renamed = tmp_path / "renamed.nc"
+    shutil.copy(src, renamed)
+    with h5py.File(renamed, "r+") as f:
+        del f["PRODUCT/SUPPORT_DATA/GEOLOCATIONS/longitude_bounds"]
+    with pytest.raises(GranuleReadError, match="no variable longitude_bounds"):
+        check_structure(str(renamed), product="no2")
+    with pytest.raises(GranuleReadError, match="product mismatch"):
+        check_structure(str(src), product="co")
