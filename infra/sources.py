@@ -10,8 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -122,18 +121,30 @@ def item_base(item: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _basename(href: str) -> str:
+    """The last segment of a URL's or path's path (no query or fragment): what ``urlparse`` + ``basename``
+    give, without their cost (they ran for every item of a 10,000-item listing)."""
+    href = href.split("#", 1)[0].split("?", 1)[0]
+    if "://" in href:
+        href = href.split("://", 1)[1].partition("/")[2]  # the netloc is not part of the path
+    return href.rpartition("/")[2]
+
+
+def _name_candidates(item: Mapping[str, Any], asset: Mapping[str, Any], href: str) -> Iterator[str]:
+    """Where a granule's file name may be, most likely first (computed only as far as they are needed)."""
+    yield _basename(href)
+    alternates = asset.get("alternate") or {}
+    for a in alternates.values():
+        if isinstance(a, dict):
+            yield _basename(str(a.get("href", "")))
+    yield str(asset.get("title") or "")
+    yield str(item.get("id") or "")
+
+
 def _name_of(item: Mapping[str, Any], asset: Mapping[str, Any], href: str) -> GranuleName | None:
     """The granule's file name: from the href, else (download URLs like CDSE's ``…/Products(<uuid>)/$value``)
     from an alternate href, the asset title, or the item id."""
-    alternates = asset.get("alternate") or {}
-    candidates = [posixpath.basename(urlparse(href).path)]
-    candidates += [
-        posixpath.basename(urlparse(str(a.get("href", ""))).path)
-        for a in alternates.values()
-        if isinstance(a, dict)
-    ]
-    candidates += [str(asset.get("title") or ""), str(item.get("id") or "")]
-    for text in candidates:
+    for text in _name_candidates(item, asset, href):
         try:
             return parse_granule_name(text)
         except GranuleNameError:

@@ -27,7 +27,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import PurePath
+from functools import cached_property, lru_cache
 
 from transforms.errors import GranuleNameError
 
@@ -68,7 +68,23 @@ _OCO_TYPES = {"oco2": "OCO2_L2_Lite_FP", "oco3": "OCO3_L2_Lite_FP", "acos": "ACO
 
 
 def _parse_time(text: str) -> datetime:
-    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+    """``YYYYMMDDThhmmss`` (digits already checked by the name's regex) as UTC; ValueError for an impossible
+    date or time. Slices and ``int``: ``strptime`` cost ~5× more, three times per name of a 10,000-item
+    listing."""
+    return datetime(
+        int(text[0:4]),
+        int(text[4:6]),
+        int(text[6:8]),
+        int(text[9:11]),
+        int(text[11:13]),
+        int(text[13:15]),
+        tzinfo=UTC,
+    )
+
+
+def _format_time(t: datetime) -> str:
+    """``YYYYMMDDThhmmss`` (as ``strftime(_TIME_FORMAT)``, at half its cost)."""
+    return f"{t.year:04d}{t.month:02d}{t.day:02d}T{t.hour:02d}{t.minute:02d}{t.second:02d}"
 
 
 def _utc(value: datetime) -> datetime:
@@ -76,6 +92,7 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+@lru_cache(maxsize=64)
 def product_short_name(product_type: str) -> str:
     """Planetary Computer's short name of a type: ``L2__NO2___`` → ``no2``, ``L2__AER_AI`` → ``aer-ai``."""
     return product_type[4:].strip("_").lower().replace("_", "-")
@@ -100,9 +117,10 @@ class GranuleName:
     stem: str = ""  # non-S5P: the file name without its extension
     extension: str = ".nc"
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """The file stem, which is also the granule's global ``id`` attribute and its STAC item id."""
+        """The file stem, which is also the granule's global ``id`` attribute and its STAC item id (formatted
+        once per name)."""
         if self.family != "s5p":
             return self.stem
         return "_".join(
@@ -110,12 +128,12 @@ class GranuleName:
                 "S5P",
                 self.mode,
                 self.product_type,
-                self.start.strftime(_TIME_FORMAT),
-                self.end.strftime(_TIME_FORMAT),
+                _format_time(self.start),
+                _format_time(self.end),
                 f"{self.orbit:05d}",
                 self.collection,
                 self.processor_version,
-                self.production_time.strftime(_TIME_FORMAT),
+                _format_time(self.production_time),
             )
         )
 
@@ -243,11 +261,12 @@ def parse_granule_name(name_or_path: str | os.PathLike[str]) -> GranuleName:
     """Parse a granule file name, path or URL of any family; the extension is optional (a bare id, i.e. the
     file stem, is accepted: ledger rows and STAC items keep ids)."""
     text = os.fspath(name_or_path)
-    base = PurePath(text.split("?", 1)[0].rstrip("/")).name
-    for candidate in (base, f"{base}.nc4", f"{base}.h5", f"{base}.nc"):  # a bare id (file stem) is accepted
-        other = _parse_other(candidate, text)
-        if other is not None:
-            return other
+    base = text.split("?", 1)[0].rstrip("/").rpartition("/")[2]
+    if not base.startswith("S5P_"):  # no other family's name starts so: S5P names skip their patterns
+        for candidate in (base, f"{base}.nc4", f"{base}.h5", f"{base}.nc"):  # a bare id (file stem) too
+            other = _parse_other(candidate, text)
+            if other is not None:
+                return other
     if not base.endswith(".nc"):
         base += ".nc"
     match = GRANULE_PATTERN.fullmatch(base)
@@ -259,24 +278,25 @@ def parse_granule_name(name_or_path: str | os.PathLike[str]) -> GranuleName:
             "(oco2_LtCO2_201231_B11014Ar_220729012824s.nc4), NIES GOSAT (GOSATTFTS..._02C01SV....h5) or "
             "TanSat (TanSat_ACGS_SCI_ND_L2_XCO2_lite_YYYYMMDD.nc) name"
         )
-    parts = match.groupdict()
     try:
-        start, end, produced = (_parse_time(parts[k]) for k in ("start", "end", "production_time"))
+        start, end = _parse_time(match["start"]), _parse_time(match["end"])
+        produced = _parse_time(match["production_time"])
     except ValueError as err:
         raise GranuleNameError(
             f"{text!r} has an impossible date or time ({err}); expected YYYYMMDDThhmmss"
         ) from err
     if end < start:
         raise GranuleNameError(f"{text!r} ends before it starts; check the sensing start and end times")
+    product_type = match["product_type"]
     return GranuleName(
-        mode=parts["mode"],
-        product_type=parts["product_type"],
-        product=product_short_name(parts["product_type"]),
+        mode=match["mode"],
+        product_type=product_type,
+        product=product_short_name(product_type),
         start=start,
         end=end,
-        orbit=int(parts["orbit"]),
-        collection=parts["collection"],
-        processor_version=parts["processor_version"],
+        orbit=int(match["orbit"]),
+        collection=match["collection"],
+        processor_version=match["processor_version"],
         production_time=produced,
     )
 

@@ -1,0 +1,64 @@
+"""Granules from STAC item JSON (``infra.sources.granule_from_item``): where the file name is found, and what an
+item of another product or without a granule gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from infra.sources import granule_from_item
+
+NAME = "S5P_OFFL_L2__NO2____20200303T013547_20200303T031717_12367_01_010302_20200306T053815"
+
+
+def _item(href: str, **asset: Any) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "id": "an-opaque-id",
+        "properties": {},
+        "assets": {"data": {"href": href, "type": "application/x-netcdf", **asset}},
+        "links": [],
+    }
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        f"https://host/a/b/{NAME}.nc",
+        f"https://host:8443/a/{NAME}.nc?st=2020&sig=a/b/c.nc#frag",  # a signed query with slashes in it
+        f"s3://bucket/raw/{NAME}.nc",
+        f"file:///data/{NAME}.nc",
+        f"/data/{NAME}.nc",
+    ],
+)
+def test_the_name_comes_from_the_hrefs_path(href: str) -> None:
+    g = granule_from_item(_item(href), "no2")
+    assert g is not None and g.granule_id == NAME and g.href == href
+
+
+def test_a_download_url_without_the_name_falls_back_to_alternates_title_then_id() -> None:
+    value = "https://host/odata/v1/Products(1234)/$value"
+    alternate = {"s3": {"href": f"s3://eodata/x/{NAME}.nc?x=1"}}
+    g = granule_from_item(_item(value, alternate=alternate), "no2")
+    assert g is not None and g.granule_id == NAME and g.href == value
+    g = granule_from_item(_item(value, title=f"{NAME}.nc"), "no2")
+    assert g is not None and g.granule_id == NAME
+    g = granule_from_item(dict(_item(value), id=NAME), "no2")
+    assert g is not None and g.granule_id == NAME
+    assert granule_from_item(_item("https://host/?file=" + NAME + ".nc"), "no2") is None  # a query is no path
+
+
+def test_items_of_other_products_or_without_a_granule_give_none() -> None:
+    assert granule_from_item(_item(f"https://host/{NAME}.nc"), "co") is None
+    assert granule_from_item({"id": NAME, "assets": {}}, "no2") is None
+    other = dict(_item(f"https://host/{NAME}.nc"), properties={"s5p:product_name": "co"})
+    assert granule_from_item(other, "no2") is None
+
+
+def test_published_size_and_sha256_multihash_are_read() -> None:
+    digest = "ab" * 32
+    g = granule_from_item(
+        _item(f"https://host/{NAME}.nc", **{"file:size": 123, "file:checksum": "1220" + digest}), "no2"
+    )
+    assert g is not None and (g.size, g.sha256) == (123, digest)
