@@ -43,6 +43,7 @@ import xarray as xr
 
 from transforms.errors import GranuleNameError, GranuleReadError, InputError
 from transforms.granules import GranuleName, parse_granule_name
+from transforms.hdf5_chunks import read_array, read_into
 from transforms.products import FILL_VALUE_FLOAT, ProductSpec, get_product
 from transforms.soundings import (
     Source,
@@ -732,8 +733,7 @@ def _decode(ds: h5py.Dataset, ndim: int, label: str) -> npt.NDArray[np.floating[
     unscaled = scale == 1.0 and offset == 0.0
     if ds.dtype == np.float32 and unscaled:
         out = np.empty(ds.shape, dtype=np.float32)
-        if out.size:
-            ds.read_direct(out)
+        read_into(ds, out, label=label)
         out = _squeeze_time(out, ndim)
         limit = np.float32(FILL_VALUE_FLOAT) * 0.999
         _blank_fills(out.reshape(-1), limit)  # non-finite or the netCDF float fill → NaN, in one pass
@@ -742,7 +742,7 @@ def _decode(ds: h5py.Dataset, ndim: int, label: str) -> npt.NDArray[np.floating[
             if small.size:
                 np.copyto(out, np.float32(np.nan), where=np.isin(out, small))
         return out
-    raw = _squeeze_time(ds[()], ndim)
+    raw = _squeeze_time(read_array(ds, label=label), ndim)
     if raw.dtype.itemsize == 1 and np.issubdtype(raw.dtype, np.integer):
         codes = np.arange(256, dtype=np.uint8)  # every bit pattern; table[u] decodes the value u encodes
         table = _decode_values(codes.view(raw.dtype), fills, scale, offset)
