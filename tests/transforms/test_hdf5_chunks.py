@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import uuid
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -170,14 +171,17 @@ def test_unwritten_chunks_read_as_the_fill_value() -> None:
         assert (out[:3] == -7.0).all() and (out[4] == 1.0).all()
 
 
-def test_a_chunk_stored_with_a_filter_skipped_is_read_by_h5py() -> None:
+@pytest.mark.parametrize("skipped", ["shuffle", "deflate"])
+def test_a_chunk_stored_with_a_filter_skipped_is_read_by_h5py(skipped: str) -> None:
     data = np.linspace(0, 1, 6 * 4, dtype="<f4").reshape(6, 4)
     with _memory_file() as f:
         ds = f.create_dataset("v", data=data, chunks=(3, 4), compression="gzip", shuffle=True)
-        # chunk 2 stored shuffled but not deflated: filter 1 (deflate) marked as skipped
-        shuffled = np.ascontiguousarray(data[3:].reshape(-1).view(np.uint8).reshape(-1, 4).T).tobytes()
-        ds.id.write_direct_chunk((3, 0), shuffled, filter_mask=0b10)
-        assert ds.id.get_chunk_info(1).filter_mask == 0b10
+        plain = data[3:].tobytes()
+        shuffled = np.ascontiguousarray(np.frombuffer(plain, np.uint8).reshape(-1, 4).T).tobytes()
+        # the second chunk stored deflated but not shuffled (mask bit 0) or shuffled but not deflated (bit 1)
+        raw, mask = (zlib.compress(plain), 0b01) if skipped == "shuffle" else (shuffled, 0b10)
+        ds.id.write_direct_chunk((3, 0), raw, filter_mask=mask)
+        assert ds.id.get_chunk_info(1).filter_mask == mask
         np.testing.assert_array_equal(_same_as_h5py(ds), data)
 
 
