@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import fsspec
-from pystac.utils import make_absolute_href
 
 from transforms.errors import GranuleNameError, SourceError
 from transforms.granules import GranuleName, parse_granule_name
@@ -166,6 +165,8 @@ def granule_from_item(
         return None
     href = str(asset["href"])
     if not _is_absolute(href) and (where := base or item_base(item)) is not None:
+        from pystac.utils import make_absolute_href  # relative hrefs: static catalogs only
+
         href = make_absolute_href(href, where)
     name = _name_of(item, asset, href)
     if name is None or name.product != product:

@@ -65,6 +65,7 @@ class SourceConfig:
     auth: str = "none"
     token_url: str | None = None  # OAuth2 token endpoint, or the SAS token endpoint root
     description: str = ""
+    page_size: int | None = None  # items per search page (STAC API ``limit``); None: the adapter's default
 
     def collections_for(self, product: str, timeliness: str | None = None) -> list[str]:
         """Collection ids to search for ``product`` (all timeliness modes unless one is named)."""

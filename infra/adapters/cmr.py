@@ -53,6 +53,10 @@ class CmrStacAdapter(StacApiAdapter):
         f"'machine {EARTHDATA_HOST} login <user> password <password>'"
     )
 
+    page_size = 250
+    """CMR-STAC answers large pages slowly (pystac-client's maintainers: ~250 at most before timeouts); a
+    Lite collection has one file a day, so a year is two pages."""
+
     def __init__(self, config: SourceConfig) -> None:
         super().__init__(config)
         self.login_host = urlsplit(config.token_url).hostname if config.token_url else EARTHDATA_HOST

@@ -106,7 +106,7 @@ def parse_source(name: str, entry: Any, *, overrides: Mapping[str, str] | None =
     """Validate one sources-file entry; raises SourcesFileError saying what to fix."""
     if not isinstance(entry, Mapping):
         raise SourcesFileError(f"source {name!r}: expected a mapping of settings, got {type(entry).__name__}")
-    known = {"kind", "url", "collections", "max_connections", "auth", "token_url", "description"}
+    known = {"kind", "url", "collections", "max_connections", "auth", "token_url", "description", "page_size"}
     unknown = sorted(set(entry) - known)
     if unknown:
         raise SourcesFileError(
@@ -129,6 +129,14 @@ def parse_source(name: str, entry: Any, *, overrides: Mapping[str, str] | None =
         raise SourcesFileError(
             f"source {name!r}: max_connections must be a whole number from 1 to 64, got {conns!r}"
         )
+    page_size = entry.get("page_size")
+    if page_size is not None and (
+        not isinstance(page_size, int) or isinstance(page_size, bool) or not 1 <= page_size <= 10000
+    ):
+        raise SourcesFileError(
+            f"source {name!r}: page_size must be a whole number from 1 to 10000 (items per search page), "
+            f"got {page_size!r}"
+        )
     token_url = overrides.get(f"{name}.token_url") or entry.get("token_url")
     if auth in ("sas", "oauth2") and not token_url:
         raise SourcesFileError(f"source {name!r}: auth {auth} needs token_url (the token endpoint)")
@@ -141,6 +149,7 @@ def parse_source(name: str, entry: Any, *, overrides: Mapping[str, str] | None =
         auth=auth,
         token_url=token_url,
         description=str(entry.get("description", "")),
+        page_size=page_size,
     )
 
 
@@ -193,5 +202,6 @@ def open_source(source: str) -> SourceAdapter:
     href, root = resolve_source(source)
     concurrency = get_settings().harvest_concurrency
     if is_stac_api(root):
-        return StacApiAdapter(SourceConfig(source, "stac-api", href, {}, max_connections=concurrency))
+        config = SourceConfig(source, "stac-api", href, {}, max_connections=concurrency)
+        return StacApiAdapter(config, root=root)  # the landing page is read once
     return StaticCatalogAdapter(source, href, root, max_connections=concurrency)

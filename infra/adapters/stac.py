@@ -1,4 +1,5 @@
-"""Generic STAC adapters: a static catalog (path or URL, walked as plain JSON) and a STAC API (pystac-client).
+"""Generic STAC adapters: a static catalog (path or URL, walked as plain JSON) and a STAC API (item search over
+HTTP, :mod:`infra.adapters.item_search`).
 
 Neither needs credentials; hrefs are fetched as published. Items are matched to a product by their
 ``s5p:product_name`` property when present, else by the parsed file name of their netCDF asset.
@@ -9,8 +10,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
-
-from pystac.utils import make_absolute_href
 
 from infra.adapters.base import Download, SourceConfig, overlaps
 from infra.sources import (
@@ -52,6 +51,8 @@ class StaticCatalogAdapter:
     def _items(self) -> Iterator[tuple[dict[str, Any], str]]:
         """Every item below the root (child links followed, each document once) with the href it lives at:
         plain JSON, as published (no pystac objects: building and migrating them dominated a listing)."""
+        from pystac.utils import make_absolute_href
+
         seen = {self.href}
         stack = [(self.root, self.href)]
         while stack:
@@ -81,15 +82,20 @@ class StaticCatalogAdapter:
 
 
 class StacApiAdapter:
-    """A STAC API with item search (paged by pystac-client, following ``next`` links)."""
+    """A STAC API with item search (:mod:`infra.adapters.item_search`: pages followed by ``next`` links, the
+    next one fetched while the current one is read)."""
 
     credential_hint = "the source's credentials"
-    page_size = 250
+    page_size = 1000
+    """Items asked for per page (``limit``): the most Planetary Computer and CDSE serve (both cap ``/search`` at
+    1000); fewer round trips, and a server that caps lower simply answers with smaller pages. A sources-file
+    entry's ``page_size`` overrides it."""
 
-    def __init__(self, config: SourceConfig) -> None:
+    def __init__(self, config: SourceConfig, *, root: Mapping[str, Any] | None = None) -> None:
         self.config = config
         self.name = config.name
         self.max_connections = config.max_connections
+        self._root = root  # the landing page, when the caller already read it
 
     def collections(self, product: str, timeliness: str | None) -> list[str]:
         return self.config.collections_for(product, timeliness) or [DEFAULT_COLLECTION]
@@ -114,24 +120,36 @@ class StacApiAdapter:
         *,
         query: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> list[tuple[dict[str, Any], str | None]]:
-        """Items of ``collections`` around [start, end) as published JSON, each with its ``self`` href."""
-        from pystac_client import Client
+    ) -> Iterator[tuple[dict[str, Any], str | None]]:
+        """Items of ``collections`` around [start, end) as published JSON, each with its ``self`` href, page by
+        page as they arrive."""
+        import requests
+
+        from infra.adapters.item_search import (
+            PageRequest,
+            fetch_page,
+            first_request,
+            search_pages,
+            search_parameters,
+        )
 
         lo, hi = start - SEARCH_MARGIN, end + SEARCH_MARGIN
+        limit = self.config.page_size or self.page_size
         try:
-            client = Client.open(self.config.url, headers=dict(headers or {}))
-            search = client.search(
-                collections=collections,
-                datetime=(lo, hi),
-                limit=self.page_size,
-                query=dict(query) if query else None,
-            )
-            return [(item, item_base(item)) for item in search.items_as_dicts()]
+            with requests.Session() as session:
+                if self._root is None:
+                    self._root = fetch_page(
+                        session, PageRequest("GET", self.config.url, headers=headers or {})
+                    )
+                params = search_parameters(collections, lo, hi, limit=limit, query=query)
+                request = first_request(self.config.url, self._root, params, headers=headers)
+                for features in search_pages(request, session=session):
+                    for item in features:
+                        yield item, item_base(item)
         except Exception as exc:
+            what = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
             raise SourceError(
-                f"STAC API search at {redact_url(self.config.url)} ({self.name}) failed: "
-                f"{type(exc).__name__}: {exc}"
+                f"STAC API search at {redact_url(self.config.url)} ({self.name}) failed: {what}"
             ) from exc
 
     def authorize(self, granule: UpstreamGranule, *, refresh: bool = False) -> Download:

@@ -74,6 +74,13 @@ def test_the_committed_sources_file_names_cdse_with_four_connections() -> None:
     assert sources["cdse"].collections_for("no2", "offl") == ["sentinel-5p-l2-no2-offl"]
     assert len(sources["cdse"].collections_for("no2")) == 3
     assert sources["planetary-computer"].collections_for("co") == ["sentinel-5p-l2-netcdf"]
+    assert all(s.page_size is None for s in sources.values())  # each adapter's default (1000; CMR 250)
+
+
+def test_a_sources_file_entry_may_set_its_search_page_size(tmp_path: Path) -> None:
+    path = tmp_path / "sources.yaml"
+    path.write_text("sources:\n  small:\n    kind: stac-api\n    url: http://x\n    page_size: 100\n")
+    assert load_sources(path)["small"].page_size == 100
 
 
 @pytest.mark.parametrize(
@@ -85,6 +92,7 @@ def test_the_committed_sources_file_names_cdse_with_four_connections() -> None:
         ("kind: cdse\n    url: x\n    auth: oauth2", "auth oauth2 needs token_url"),
         ("kind: stac-api\n    url: x\n    password: hunter2", "unknown key(s) password"),
         ("kind: stac-api\n    url: x\n    collections: [a, b]", "collections must map a product"),
+        ("kind: stac-api\n    url: x\n    page_size: 0", "page_size must be a whole number from 1 to 10000"),
     ],
 )
 def test_a_bad_sources_file_entry_is_one_clear_line(tmp_path: Path, entry: str, message: str) -> None:
