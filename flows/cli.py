@@ -273,6 +273,8 @@ def cmd_grid(args: argparse.Namespace) -> None:
     )
     for d in summary["days"]:
         print(f"  {d['day']}: {d['granules']} granules, coverage {d['coverage']:.1%}")
+    for gid, reason in summary.get("quarantined", []):
+        print(f"  quarantined {gid}: {reason}")
 
 
 def cmd_publish(args: argparse.Namespace) -> None:

@@ -20,12 +20,13 @@ from infra.cubes import (
     days_to_grid,
     grid_day,
     prepare_cube,
+    quarantine_unreadable,
     quicklook_key,
     recover_cube,
     update_monthly,
 )
 from infra.ledger import commit_cube_days
-from infra.publish import publish_cube, publish_intake
+from infra.publish import catalog_store, granule_collection_id, publish_cube, publish_intake
 from infra.storage import open_lake
 from transforms.grid import GridSpec
 from transforms.gridding import Method, Weighting
@@ -57,7 +58,9 @@ def build_daily_cube(
     weighting: Weighting = "inverse_variance",
 ) -> dict[str, Any]:
     """Grid the days of ``start``…``end`` whose input granules changed (every day with ``force``); each
-    gridded day replaces what the cube held for it. Days a crashed run left staged are finished first."""
+    gridded day replaces what the cube held for it. Days a crashed run left staged are finished first. A
+    granule the reader cannot decode is left out of its days and quarantined (``quarantined`` in the
+    summary), for the next harvest to fetch again."""
     the_lake = open_lake(lake)
     grid = GridSpec.snapped(resolution, bbox)
     spec = cube_spec(product, grid, method=method, weighting=weighting)
@@ -71,6 +74,10 @@ def build_daily_cube(
         rows = sorted(
             (f.result() for f in completed(futures, f"gridding {len(days)} days")), key=lambda r: r["day"]
         )
+        unreadable = {gid: why for r in rows for gid, why in r.pop("unreadable").items()}
+        quarantined = quarantine_unreadable(the_lake, unreadable)  # before the days that left them out commit
+        if quarantined:  # their raw items point at bytes now in quarantine/ (a harvest publishes them again)
+            catalog_store(the_lake).delete_items(granule_collection_id(product), [g for g, _ in quarantined])
         if rows:
             commit_cube_days(the_lake, rows)
         months = update_monthly(the_lake, spec, [r["day"] for r in [*recovered, *rows]])
@@ -85,6 +92,7 @@ def build_daily_cube(
             {"day": r["day"].isoformat(), "granules": len(r["granules"]), "coverage": round(r["coverage"], 4)}
             for r in rows
         ],
+        "quarantined": quarantined,  # (granule_id, reason): unreadable, left out, fetched again by a harvest
         "items": items,
         "months": [m.isoformat()[:7] for m in months],
         "intake": intake,

@@ -12,13 +12,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import posixpath
+from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
 import pandas as pd
 
-from infra.ledger import read_cube_days, read_granules
+from infra.ledger import read_cube_days, read_granules, upsert_granules
 from infra.storage import Lake, write_bytes_atomic, zarr_store
+from infra.transfer import quarantine_key
 from transforms.cube import (
     DATA_VARS,
     CubeSpec,
@@ -29,6 +31,7 @@ from transforms.cube import (
     staged_days,
     write_day,
 )
+from transforms.errors import GranuleReadError
 from transforms.grid import GridSpec
 from transforms.gridding import Method, Weighting
 from transforms.monthly import month_days, monthly_means, months_of
@@ -166,14 +169,31 @@ def grid_day(
     weighting: Weighting = "inverse_variance",
 ) -> dict[str, Any]:
     """Grid ``day`` from the ledger's granules and write it into the cube (staged, then published). Returns
-    the row that commits it (the caller records rows with :func:`infra.ledger.commit_cube_days`)."""
+    the row that commits it (the caller records rows with :func:`infra.ledger.commit_cube_days`), with
+    ``unreadable``: ``{granule_id: reason}`` of the granules the reader could not decode (the day is gridded
+    without them; the caller quarantines them with :func:`quarantine_unreadable`)."""
     rows = granules_for_day(read_granules(lake), spec.product, day)
     product = get_product(spec.product)
-    with ExitStack() as stack:
-        files = [stack.enter_context(lake.fs.open(lake.path(k), "rb")) for k in rows["key"]]
-        fields, stats = grid_granules(
-            files, day=day, grid=spec.grid, product=product, method=method, weighting=weighting
-        )
+    unreadable: dict[str, str] = {}
+    while True:
+        usable = rows[~rows["granule_id"].isin(unreadable)]
+        reading: list[str] = []  # the granule being read
+        try:
+            with ExitStack() as stack:
+                fields, stats = grid_granules(
+                    _opened(lake, usable, stack, reading),
+                    day=day,
+                    grid=spec.grid,
+                    product=product,
+                    method=method,
+                    weighting=weighting,
+                )
+            break
+        except GranuleReadError as exc:
+            if not reading or reading[-1] in unreadable:
+                raise
+            unreadable[reading[-1]] = f"{GRID_TIME_REASON}{exc}"
+    rows = usable
     row = {
         "cube": cube_id(spec),
         "day": day,
@@ -192,7 +212,53 @@ def grid_day(
         record=row,
     )
     write_quicklook(lake, spec, day, fields, coverage=stats.coverage)
-    return row
+    return {**row, "unreadable": unreadable}
+
+
+GRID_TIME_REASON = "unreadable at grid time: "
+"""How the ledger's reason of a granule quarantined by gridding starts."""
+
+
+def _opened(lake: Lake, rows: pd.DataFrame, stack: ExitStack, reading: list[str]) -> Iterator[Any]:
+    """The granules of ``rows`` opened one at a time as gridding asks for them (closed by ``stack``); the id
+    of the one being read is appended to ``reading``."""
+    for gid, key in zip(rows["granule_id"], rows["key"], strict=True):
+        reading.append(gid)
+        yield stack.enter_context(lake.fs.open(lake.path(key), "rb"))
+
+
+def quarantine_unreadable(lake: Lake, unreadable: dict[str, str]) -> list[tuple[str, str]]:
+    """Quarantine granules gridding could not decode (``{granule_id: reason}``), as a harvest quarantines
+    them: their bytes go from ``raw/`` to ``quarantine/<file>`` and their ledger rows become ``quarantined``
+    with the reason, so the next harvest fetches them again within the retry budget
+    (:data:`infra.harvest.RETRY_BUDGET`). Order: copy, ledger, delete — a crash leaves the bytes reachable.
+    Call under the product's writer lock. Returns ``(granule_id, reason)`` pairs."""
+    if not unreadable:
+        return []
+    ledger = read_granules(lake)
+    found = ledger[ledger["granule_id"].isin(unreadable) & (ledger["status"] == "harvested")]
+    rows = []
+    for row in found.to_dict("records"):
+        raw, qkey = row["key"], quarantine_key(row["key"])
+        if lake.fs.exists(lake.path(raw)):
+            if lake.protocol == "file":
+                lake.fs.makedirs(posixpath.dirname(lake.path(qkey)), exist_ok=True)
+            lake.fs.copy(lake.path(raw), lake.path(qkey))
+        rows.append(
+            {
+                **row,
+                "key": qkey,
+                "status": "quarantined",
+                "reason": unreadable[row["granule_id"]],
+                "updated": dt.datetime.now(dt.UTC),
+            }
+        )
+    upsert_granules(lake, rows)
+    for row in rows:
+        raw = lake.path(str(found.loc[found["granule_id"] == row["granule_id"], "key"].iloc[0]))
+        if lake.fs.exists(raw):
+            lake.fs.rm(raw)
+    return [(r["granule_id"], r["reason"]) for r in rows]
 
 
 def write_quicklook(lake: Lake, spec: CubeSpec, day: dt.date, fields: Any, *, coverage: float) -> str:
