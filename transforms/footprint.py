@@ -34,6 +34,14 @@ def _jit(fn: _F) -> _F:
     return cast(_F, numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")(fn))
 
 
+def _inline(fn: _F) -> _F:
+    """As :func:`_jit`, inlined into its callers at numba IR level: a helper taking arrays as an ordinary
+    call would incref/decref each array argument (atomic operations) on every call."""
+    return cast(
+        _F, numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy", inline="always")(fn)
+    )
+
+
 @_jit
 def centre_kernel(
     lat: Any,
@@ -87,7 +95,7 @@ def centre_kernel(
     return used
 
 
-@_jit
+@_inline
 def _lower_left_area(xs: Any, ys: Any, n: int, a: float, b: float, c: float) -> float:
     """Signed area of polygon ∩ {x ≤ a, y ≤ b} (counter-clockwise positive) by Green's theorem:
     −∮ 1[x ≤ a]·(min(y, b) − c) dx, edge by edge in closed form; ``c`` (any constant) limits rounding."""
@@ -120,51 +128,28 @@ def _lower_left_area(xs: Any, ys: Any, n: int, a: float, b: float, c: float) -> 
     return -total
 
 
-@_jit
-def _strip_areas(
-    xs: Any, ys: Any, n: int, a0: float, n_cut: int, b: float, c: float, left: Any, both: Any
-) -> tuple[float, float]:
-    """Signed areas of the polygon's parts left of ``n_cut`` vertical cuts x = a0 + k, into ``left[k]``,
-    and of those parts also below y = b, into ``both[k]``; returns the areas of the whole polygon and of its
-    part y ≤ b. One pass over the edges (see :func:`_lower_left_area`)."""
-    total = 0.0
-    below = 0.0
-    for k in range(n_cut):
-        left[k] = 0.0
-        both[k] = 0.0
-    for e in range(n):
-        e2 = e + 1 if e + 1 < n else 0
-        x1 = xs[e]
-        x2 = xs[e2]
-        if x1 == x2:
-            continue
-        if x1 < x2:
-            lo, hi, ylo, yhi, sgn = x1, x2, ys[e], ys[e2], 1.0
-        else:
-            lo, hi, ylo, yhi, sgn = x2, x1, ys[e2], ys[e], -1.0
-        whole = sgn * (hi - lo) * (0.5 * (ylo + yhi) - c)
-        whole_below = sgn * (hi - lo) * (_clamped_mean(ylo, yhi, b) - c)
-        total += whole
-        below += whole_below
-        for k in range(n_cut):
-            a = a0 + k
-            if lo >= a:
-                continue
-            if hi <= a:  # the whole edge lies left of this cut (and of every later one)
-                for k2 in range(k, n_cut):
-                    left[k2] += whole
-                    both[k2] += whole_below
-                break
-            yh = ylo + (a - lo) * (yhi - ylo) / (hi - lo)
-            left[k] += sgn * (a - lo) * (0.5 * (ylo + yh) - c)
-            both[k] += sgn * (a - lo) * (_clamped_mean(ylo, yh, b) - c)
-    for k in range(n_cut):
-        left[k] = -left[k]
-        both[k] = -both[k]
-    return -total, -below
+@_inline
+def _sin_step(d: float, s0: float, c0: float) -> float:
+    """sin(a + d) − sin(a) from s0 = sin a, c0 = cos a, for |d| ≤ 0.1 rad (series, error < 1e-16; reciprocal
+    constants: no divisions)."""
+    d2 = d * d
+    sd = d * (1.0 - d2 * _R6 * (1.0 - d2 * _R20 * (1.0 - d2 * _R42 * (1.0 - d2 * _R72))))
+    cdm1 = -d2 * 0.5 * (1.0 - d2 * _R12 * (1.0 - d2 * _R30 * (1.0 - d2 * _R56)))  # cos d − 1
+    return s0 * cdm1 + c0 * sd
 
 
-@_jit
+@_inline
+def _add_cell(sums: Any, c: int, f: float, w: float, wv: float, wss: float) -> None:
+    """Add share f of a pixel (weight w, w·value wv, w²σ² wss) to cell ``c`` ≥ 0 of ``sums`` (cell, 4). The
+    index is unsigned so that numba does not test it for negative (wrap-around) indexing."""
+    cu = np.uint64(c)
+    sums[cu, 0] += f * w
+    sums[cu, 1] += f * wv
+    sums[cu, 2] += f * f * wss
+    sums[cu, 3] += 1.0
+
+
+@_inline
 def _clamped_mean(ylo: float, yhi: float, b: float) -> float:
     """Mean of min(y, b) over a segment where y runs linearly from ylo to yhi."""
     if ylo <= b and yhi <= b:
@@ -217,8 +202,8 @@ def footprint_kernel(
     prev = np.empty(n_lat + 2)
     cur = np.empty(n_lat + 2)
     cut_y = np.empty(n_lat + 2)
-    lefts = np.empty(_MAX_STRIP)
-    boths = np.empty(_MAX_STRIP)
+    cols = np.empty(_MAX_STRIP)
+    lows = np.empty(_MAX_STRIP)
     used = 0
     for p in range(n):
         v = np.float64(value[p])
@@ -234,6 +219,8 @@ def footprint_kernel(
             w = 1.0 / (s * s)
         else:
             w = np.float64(1.0)
+        wv = w * v
+        wss = w * w * s * s
         # unwrap longitudes corner to corner (each step in [-180, 180))
         u1 = lo0 + _wrap(lo1 - lo0)
         u2 = u1 + _wrap(lo2 - u1)
@@ -271,13 +258,100 @@ def footprint_kernel(
             jj = j0 % n360
             if i0 < 0 or jj >= n_lon:
                 continue
-            c = i0 * n_lon + jj
-            sums[c, 0] += w
-            sums[c, 1] += w * v
-            sums[c, 2] += w * w * s * s
-            sums[c, 3] += 1.0
+            _add_cell(sums, i0 * n_lon + jj, 1.0, w, wv, wss)
             used += 1
             continue
+        if (
+            not polar
+            and i1 - i0 <= 1
+            and j1 - j0 < _MAX_STRIP
+            and i0 >= 0
+            and i1 < n_lat
+            and lat_max - lat_min <= 5.0
+        ):
+            # the common case at fine resolution, ≤ 2 rows × a few columns: the area in each column, and for
+            # two rows its part below the row edge, in one pass over the 4 edges. y = sin(latitude) relative to
+            # the sine of a row edge below the pixel (tabulated on fine grids) or of its first corner: small
+            # numbers, so areas lose no digits to cancellation
+            if res <= 1.0:
+                ref, y_off, c0 = south + i0 * res, y_edge[i0], c_edge[i0]
+            else:
+                ref, y_off, c0 = la0, math.sin(la0 * deg), math.cos(la0 * deg)
+            px[0] = (lo0 - shift) * inv_res - j0  # column units from the pixel's first column
+            px[1] = (u1 - shift) * inv_res - j0
+            px[2] = (u2 - shift) * inv_res - j0
+            px[3] = (u3 - shift) * inv_res - j0
+            py[0] = _sin_step((la0 - ref) * deg, y_off, c0)
+            py[1] = _sin_step((la1 - ref) * deg, y_off, c0)
+            py[2] = _sin_step((la2 - ref) * deg, y_off, c0)
+            py[3] = _sin_step((la3 - ref) * deg, y_off, c0)
+            nj = j1 - j0 + 1
+            two = i1 > i0
+            yc = y_edge[i0 + 1] - y_off if two else 0.0
+            for m in range(nj):
+                cols[m] = 0.0
+                lows[m] = 0.0
+            # Green's theorem: −∫ y dx (and −∫ min(y, yc) dx) along each edge, split at the column edges it
+            # crosses (one division per crossing edge, none for the others). Written out here, not in a
+            # helper: numba would incref/decref the arrays passed to it on every call
+            for e in range(4):
+                xa, xb = px[e], px[(e + 1) & 3]
+                if xa == xb:
+                    continue
+                if xa < xb:
+                    lo, hi, ylo, yhi, sgn = xa, xb, py[e], py[(e + 1) & 3], -1.0
+                else:
+                    lo, hi, ylo, yhi, sgn = xb, xa, py[(e + 1) & 3], py[e], 1.0
+                ma = int(lo)
+                mb = int(hi)
+                if mb == hi and mb > ma:  # ends exactly on a column edge: nothing in the next column
+                    mb -= 1
+                if ma == mb:
+                    dx = sgn * (hi - lo)
+                    cols[ma] += dx * (0.5 * (ylo + yhi))
+                    if two:
+                        lows[ma] += dx * _clamped_mean(ylo, yhi, yc)
+                    continue
+                k = (yhi - ylo) / (hi - lo)
+                xl = lo
+                yl = ylo
+                for m in range(ma, mb + 1):
+                    if m < mb:
+                        xr = float(m + 1)
+                        yr = ylo + (xr - lo) * k
+                    else:
+                        xr = hi
+                        yr = yhi
+                    dx = sgn * (xr - xl)
+                    cols[m] += dx * (0.5 * (yl + yr))
+                    if two:
+                        lows[m] += dx * _clamped_mean(yl, yr, yc)
+                    xl = xr
+                    yl = yr
+            area = 0.0
+            for m in range(nj):
+                area += cols[m]
+            if abs(area) > 0.0:
+                inv_area = 1.0 / area
+                reached = False
+                jj = j0 % n360 - 1  # column of cell m, wrapped without a division per cell
+                for m in range(nj):
+                    jj = jj + 1 if jj + 1 < n360 else 0
+                    if jj >= n_lon:
+                        continue
+                    a_low = lows[m] if two else cols[m]
+                    f = a_low * inv_area
+                    if f > 1e-12:
+                        _add_cell(sums, i0 * n_lon + jj, f, w, wv, wss)
+                        reached = True
+                    if two:
+                        f = (cols[m] - a_low) * inv_area
+                        if f > 1e-12:
+                            _add_cell(sums, (i0 + 1) * n_lon + jj, f, w, wv, wss)
+                            reached = True
+                if reached:
+                    used += 1
+                continue
         px[0], px[1], px[2], px[3] = lo0, u1, u2, u3
         py[0], py[1], py[2], py[3] = la0, la1, la2, la3
         nv = 4
@@ -286,66 +360,23 @@ def footprint_kernel(
             px[5], py[5] = lo0 + winding, pole
             px[6], py[6] = lo0, pole
             nv = 7
-        ymin = 2.0
+        # y = sin(latitude), relative to y_off (the sine of a row edge below the pixel, its first corner's, or 0)
         if polar or lat_max - lat_min > 5.0:
+            y_off = 0.0
             for k in range(nv):
                 py[k] = math.sin(py[k] * deg)
-        else:  # small pixel: sin(a + δ) by series from the sin/cos of a row edge below it (tabulated on
-            # fine grids) or of its first corner (error < 1e-14; reciprocal constants: no divisions)
+        else:
             if res <= 1.0 and 0 <= i0 <= n_lat:
-                ref = south + i0 * res
-                s0 = y_edge[i0]
-                c0 = c_edge[i0]
+                ref, y_off, c0 = south + i0 * res, y_edge[i0], c_edge[i0]
             else:
-                ref = la0
-                s0 = math.sin(la0 * deg)
-                c0 = math.cos(la0 * deg)
+                ref, y_off, c0 = la0, math.sin(la0 * deg), math.cos(la0 * deg)
             for k in range(nv):
-                d = (py[k] - ref) * deg
-                d2 = d * d
-                sd = d * (1.0 - d2 * _R6 * (1.0 - d2 * _R20 * (1.0 - d2 * _R42 * (1.0 - d2 * _R72))))
-                cd = 1.0 - d2 * 0.5 * (1.0 - d2 * _R12 * (1.0 - d2 * _R30 * (1.0 - d2 * _R56)))
-                py[k] = s0 * cd + c0 * sd
+                py[k] = _sin_step((py[k] - ref) * deg, y_off, c0)
         for k in range(nv):
-            px[k] = (px[k] - shift) * inv_res
+            px[k] = (px[k] - shift) * inv_res - j0  # column units from the pixel's first column
+        ymin = 2.0
+        for k in range(nv):
             ymin = min(ymin, py[k])
-        if not polar and i1 - i0 <= 1 and j1 - j0 < _MAX_STRIP and i0 >= 0 and i1 < n_lat:
-            # the common case at fine resolution, ≤ 2 rows × a few columns: every cut in one pass over the
-            # edges; column m's area is left[m] - left[m - 1] (left[-1] = 0, left[nj - 1] = the area), its
-            # lower-row part the same with ``both`` (ending at the area below the row cut)
-            nj = j1 - j0 + 1
-            yc = y_edge[i0 + 1] if i1 > i0 else np.inf
-            area, below = _strip_areas(px, py, nv, float(j0 + 1), nj - 1, yc, ymin, lefts, boths)
-            if abs(area) > 0.0:
-                inv_area = 1.0 / area
-                reached = False
-                l_prev = 0.0
-                b_prev = 0.0
-                jj = j0 % n360 - 1  # column of cell m, wrapped without a division per cell
-                for m in range(nj):
-                    l_cur = lefts[m] if m < nj - 1 else area
-                    b_cur = boths[m] if m < nj - 1 else below
-                    jj = jj + 1 if jj + 1 < n360 else 0
-                    if jj < n_lon:
-                        for r in range(2):
-                            if r == 0:
-                                a, ii = b_cur - b_prev, i0
-                            else:
-                                a, ii = (l_cur - l_prev) - (b_cur - b_prev), i0 + 1
-                            f = a * inv_area
-                            if f > 1e-12 and ii <= i1 and ii < n_lat:
-                                fw = f * w
-                                c = ii * n_lon + jj
-                                sums[c, 0] += fw
-                                sums[c, 1] += fw * v
-                                sums[c, 2] += fw * fw * s * s
-                                sums[c, 3] += 1.0
-                                reached = True
-                    l_prev = l_cur
-                    b_prev = b_cur
-                if reached:
-                    used += 1
-                continue
         area = _lower_left_area(px, py, nv, np.inf, np.inf, ymin)
         if not abs(area) > 0.0:
             # a degenerate polygon (a line or a point): the whole pixel goes to its centre's cell
@@ -353,11 +384,7 @@ def footprint_kernel(
             cj = math.floor(0.5 * (xmin + xmax)) % n360
             if ci < 0 or ci >= n_lat or cj >= n_lon:
                 continue
-            c = ci * n_lon + cj
-            sums[c, 0] += w
-            sums[c, 1] += w * v
-            sums[c, 2] += w * w * s * s
-            sums[c, 3] += 1.0
+            _add_cell(sums, ci * n_lon + cj, 1.0, w, wv, wss)
             used += 1
             continue
         # area of each cell = inclusion–exclusion of the areas below-left of the cell's corners, swept
@@ -368,12 +395,12 @@ def footprint_kernel(
         nr = ib - ia + 1
         for m in range(nr + 1):
             prev[m] = 0.0
-            cut_y[m] = y_edge[ia + m] if ia + m <= n_lat else np.inf
+            cut_y[m] = y_edge[ia + m] - y_off if ia + m <= n_lat else np.inf
         if i1 <= ib:  # nothing above the grid: the top cut is open
             cut_y[nr] = np.inf
         nj = j1 - j0 + 1
         for k in range(1, nj + 1):
-            cut_x = float(j0 + k) if k < nj else np.inf
+            cut_x = float(k) if k < nj else np.inf
             cur[0] = 0.0 if i0 >= 0 else _lower_left_area(px, py, nv, cut_x, cut_y[0], ymin)
             for m in range(1, nr + 1):
                 if k == nj and m == nr and cut_y[nr] == np.inf:
@@ -385,12 +412,7 @@ def footprint_kernel(
                 for m in range(nr):
                     f = (cur[m + 1] - prev[m + 1] - cur[m] + prev[m]) / area
                     if f > 1e-12:
-                        fw = f * w
-                        c = (ia + m) * n_lon + jj
-                        sums[c, 0] += fw
-                        sums[c, 1] += fw * v
-                        sums[c, 2] += fw * fw * s * s
-                        sums[c, 3] += 1.0
+                        _add_cell(sums, (ia + m) * n_lon + jj, f, w, wv, wss)
                         reached = True
             for m in range(nr + 1):
                 prev[m] = cur[m]
