@@ -26,19 +26,33 @@ import numpy as np
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _R6, _R12, _R20, _R30, _R42, _R56, _R72 = (1.0 / k for k in (6, 12, 20, 30, 42, 56, 72))  # series terms
-_MAX_STRIP = 8  # pixels up to this many columns wide (and ≤ 2 rows) take the one-pass path
 
 
 def _jit(fn: _F) -> _F:
-    """numba nopython compile, cached on disk, GIL released; no fastmath (it would drop the NaN tests)."""
+    """numba nopython compile, cached on disk, GIL released, no fastmath: every floating-point operation as
+    written (the centre kernel's cell index must equal :meth:`GridSpec.cell_index` bit for bit)."""
     return cast(_F, numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")(fn))
 
 
+# The footprint code may fuse a*b + c into one FMA instruction (LLVM's ``contract``: fewer instructions,
+# one rounding instead of two). No other fast-math flag: ``nnan``/``ninf`` would let LLVM drop the
+# isfinite tests, ``reassoc``/``arcp`` would change sums and divisions (column indices included).
+_FOOTPRINT_MATH = {"contract"}
+
+
+def _fjit(fn: _F) -> _F:
+    """As :func:`_jit`, with FMA contraction (footprint kernel and its helpers)."""
+    return cast(_F, numba.njit(cache=True, nogil=True, fastmath=_FOOTPRINT_MATH, error_model="numpy")(fn))
+
+
 def _inline(fn: _F) -> _F:
-    """As :func:`_jit`, inlined into its callers at numba IR level: a helper taking arrays as an ordinary
+    """As :func:`_fjit`, inlined into its callers at numba IR level: a helper taking arrays as an ordinary
     call would incref/decref each array argument (atomic operations) on every call."""
     return cast(
-        _F, numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy", inline="always")(fn)
+        _F,
+        numba.njit(cache=True, nogil=True, fastmath=_FOOTPRINT_MATH, error_model="numpy", inline="always")(
+            fn
+        ),
     )
 
 
@@ -150,19 +164,42 @@ def _add_cell(sums: Any, c: int, f: float, w: float, wv: float, wss: float) -> N
 
 
 @_inline
-def _clamped_mean(ylo: float, yhi: float, b: float) -> float:
-    """Mean of min(y, b) over a segment where y runs linearly from ylo to yhi."""
-    if ylo <= b and yhi <= b:
-        return 0.5 * (ylo + yhi)
-    if ylo >= b and yhi >= b:
-        return b
-    t = (b - ylo) / (yhi - ylo)
-    below = t * 0.5 * (ylo + b) + (1.0 - t) * b  # rising through b
-    above = t * b + (1.0 - t) * 0.5 * (b + yhi)  # falling through b
-    return below if ylo < b else above
+def _slopes(dx: float, dy: float) -> tuple[float, float]:
+    """An edge's slope dy/dx and inverse slope dx/dy with one division; 0 where undefined (the edge is
+    then parallel to the cuts that would use it, and the 0 is multiplied by 0)."""
+    d = dx * dy
+    if d != 0.0:
+        r = 1.0 / d
+        return dy * dy * r, dx * dx * r
+    return 0.0, 0.0
 
 
-@_jit
+@_inline
+def _edge_left(xa: float, ya: float, xb: float, yb: float, k: float, a: float) -> float:
+    """One edge (xa, ya) → (xb, yb) (slope k) of a closed polygon: its term (×2, counter-clockwise positive)
+    of the polygon's area left of x = a. The edge is clipped to x ≤ a by sliding its ends along it onto
+    x = a; −∫ y dx over the clipped edges is that area (the closing parts on x = a add nothing)."""
+    xa1 = min(xa, a)
+    xb1 = min(xb, a)
+    return (xa1 - xb1) * ((ya + (xa1 - xa) * k) + (yb + (xb1 - xb) * k))
+
+
+@_inline
+def _edge_low(xa: float, ya: float, xb: float, yb: float, k: float, q: float, a: float, b: float) -> float:
+    """As :func:`_edge_left`, the term (×2) of the area left of x = a and below y = b: the edge clipped to
+    x ≤ a is clipped again to y ≤ b the same way (inverse slope q), and ∫ (x − a) dy over those is that
+    area (the closing parts on y = b add nothing, those on x = a add a·Δy, and Σ Δy = 0). No branches,
+    no divisions."""
+    xa1 = min(xa, a)
+    xb1 = min(xb, a)
+    ya1 = ya + (xa1 - xa) * k
+    yb1 = yb + (xb1 - xb) * k
+    ya2 = min(ya1, b)
+    yb2 = min(yb1, b)
+    return (yb2 - ya2) * ((xa1 + (ya2 - ya1) * q - a) + (xb1 + (yb2 - yb1) * q - a))
+
+
+@_fjit
 def _wrap(d: float) -> float:
     """A longitude difference brought into [-180, 180)."""
     if -180.0 <= d < 180.0:
@@ -170,7 +207,119 @@ def _wrap(d: float) -> float:
     return d - 360.0 * math.floor((d + 180.0) / 360.0)
 
 
-@_jit
+@_fjit
+def _polygon_cells(
+    lo0: float,
+    u1: float,
+    u2: float,
+    u3: float,
+    la0: float,
+    la1: float,
+    la2: float,
+    la3: float,
+    winding: float,
+    pole: float,
+    polar: bool,
+    lat_min: float,
+    lat_max: float,
+    xmin: float,
+    xmax: float,
+    shift: float,
+    i0: int,
+    i1: int,
+    j0: int,
+    j1: int,
+    w: float,
+    wv: float,
+    wss: float,
+    south: float,
+    res: float,
+    n_lat: int,
+    n_lon: int,
+    px: Any,
+    py: Any,
+    y_edge: Any,
+    c_edge: Any,
+    prev: Any,
+    cur: Any,
+    cut_y: Any,
+    sums: Any,
+) -> int:
+    """The general case of :func:`footprint_kernel` for one pixel (around a pole, over more than 2 rows or
+    5° of latitude, partly outside the grid's rows, or of no area): the polygon's area in each cell by
+    inclusion–exclusion of its areas below-left of the cell corners. Kept out of the kernel's loop (a call
+    with arrays costs reference counting, paid here by a few pixels only). Returns 1 if the pixel reached a
+    cell."""
+    n360 = round(360.0 / res)
+    inv_res = 1.0 / res
+    deg = math.pi / 180.0
+    px[0], px[1], px[2], px[3] = lo0, u1, u2, u3
+    py[0], py[1], py[2], py[3] = la0, la1, la2, la3
+    nv = 4
+    if polar:
+        px[4], py[4] = lo0 + winding, la0
+        px[5], py[5] = lo0 + winding, pole
+        px[6], py[6] = lo0, pole
+        nv = 7
+    # y = sin(latitude), relative to y_off (the sine of a row edge below the pixel, its first corner's, or 0)
+    if polar or lat_max - lat_min > 5.0:
+        y_off = 0.0
+        for k in range(nv):
+            py[k] = math.sin(py[k] * deg)
+    else:
+        if res <= 1.0 and 0 <= i0 <= n_lat:
+            ref, y_off, c0 = south + i0 * res, y_edge[i0], c_edge[i0]
+        else:
+            ref, y_off, c0 = la0, math.sin(la0 * deg), math.cos(la0 * deg)
+        for k in range(nv):
+            py[k] = _sin_step((py[k] - ref) * deg, y_off, c0)
+    for k in range(nv):
+        px[k] = (px[k] - shift) * inv_res - j0  # column units from the pixel's first column
+    ymin = 2.0
+    for k in range(nv):
+        ymin = min(ymin, py[k])
+    area = _lower_left_area(px, py, nv, np.inf, np.inf, ymin)
+    if not abs(area) > 0.0:
+        # a degenerate polygon (a line or a point): the whole pixel goes to its centre's cell
+        ci = math.floor(((la0 + la1 + la2 + la3) * 0.25 - south) * inv_res)
+        cj = math.floor(0.5 * (xmin + xmax)) % n360
+        if ci < 0 or ci >= n_lat or cj >= n_lon:
+            return 0
+        _add_cell(sums, ci * n_lon + cj, 1.0, w, wv, wss)
+        return 1
+    # area of each cell = inclusion–exclusion of the areas below-left of the cell's corners, swept
+    # column by column (prev: the column's west edge, cur: its east edge), rows ia..ib
+    reached = False
+    ia = max(i0, 0)
+    ib = min(i1, n_lat - 1)
+    nr = ib - ia + 1
+    for m in range(nr + 1):
+        prev[m] = 0.0
+        cut_y[m] = y_edge[ia + m] - y_off if ia + m <= n_lat else np.inf
+    if i1 <= ib:  # nothing above the grid: the top cut is open
+        cut_y[nr] = np.inf
+    nj = j1 - j0 + 1
+    for k in range(1, nj + 1):
+        cut_x = float(k) if k < nj else np.inf
+        cur[0] = 0.0 if i0 >= 0 else _lower_left_area(px, py, nv, cut_x, cut_y[0], ymin)
+        for m in range(1, nr + 1):
+            if k == nj and m == nr and cut_y[nr] == np.inf:
+                cur[m] = area
+            else:
+                cur[m] = _lower_left_area(px, py, nv, cut_x, cut_y[m], ymin)
+        jj = (j0 + k - 1) % n360
+        if jj < n_lon:
+            for m in range(nr):
+                f = (cur[m + 1] - prev[m + 1] - cur[m] + prev[m]) / area
+                if f > 1e-12:
+                    _add_cell(sums, (ia + m) * n_lon + jj, f, w, wv, wss)
+                    reached = True
+        for m in range(nr + 1):
+            prev[m] = cur[m]
+    return 1 if reached else 0
+
+
+@_fjit
 def footprint_kernel(
     lat_b: Any,
     lon_b: Any,
@@ -202,8 +351,6 @@ def footprint_kernel(
     prev = np.empty(n_lat + 2)
     cur = np.empty(n_lat + 2)
     cut_y = np.empty(n_lat + 2)
-    cols = np.empty(_MAX_STRIP)
-    lows = np.empty(_MAX_STRIP)
     used = 0
     for p in range(n):
         v = np.float64(value[p])
@@ -230,7 +377,8 @@ def footprint_kernel(
         xmax = max(max(lo0, u1), max(u2, u3))
         lat_min = min(min(la0, la1), min(la2, la3))
         lat_max = max(max(la0, la1), max(la2, la3))
-        polar = abs(winding) > 180.0
+        polar = bool(abs(winding) > 180.0)
+        pole = 0.0
         if polar:  # closed along the pole: the polygon spans 360° of longitude
             pole = 90.0 if la0 + la1 + la2 + la3 > 0 else -90.0
             xmin = min(xmin, lo0 + winding)
@@ -261,163 +409,84 @@ def footprint_kernel(
             _add_cell(sums, i0 * n_lon + jj, 1.0, w, wv, wss)
             used += 1
             continue
-        if (
-            not polar
-            and i1 - i0 <= 1
-            and j1 - j0 < _MAX_STRIP
-            and i0 >= 0
-            and i1 < n_lat
-            and lat_max - lat_min <= 5.0
-        ):
-            # the common case at fine resolution, ≤ 2 rows × a few columns: the area in each column, and for
-            # two rows its part below the row edge, in one pass over the 4 edges. y = sin(latitude) relative to
-            # the sine of a row edge below the pixel (tabulated on fine grids) or of its first corner: small
-            # numbers, so areas lose no digits to cancellation
+        if not polar and i1 - i0 <= 1 and i0 >= 0 and i1 < n_lat and lat_max - lat_min <= 5.0:
+            # the common case at fine resolution, ≤ 2 rows: per column, the area and its part below the row
+            # edge, as differences of the areas left of consecutive column edges (see _edge_left, _edge_low). Vertices
+            # in column units from the pixel's first column; y = sin(latitude) relative to the sine of a row
+            # edge below the pixel (tabulated on fine grids) or of its first corner: small numbers, so
+            # areas lose no digits to cancellation. All in scalars: no loop over edges, no arrays.
             if res <= 1.0:
                 ref, y_off, c0 = south + i0 * res, y_edge[i0], c_edge[i0]
             else:
                 ref, y_off, c0 = la0, math.sin(la0 * deg), math.cos(la0 * deg)
-            px[0] = (lo0 - shift) * inv_res - j0  # column units from the pixel's first column
-            px[1] = (u1 - shift) * inv_res - j0
-            px[2] = (u2 - shift) * inv_res - j0
-            px[3] = (u3 - shift) * inv_res - j0
-            py[0] = _sin_step((la0 - ref) * deg, y_off, c0)
-            py[1] = _sin_step((la1 - ref) * deg, y_off, c0)
-            py[2] = _sin_step((la2 - ref) * deg, y_off, c0)
-            py[3] = _sin_step((la3 - ref) * deg, y_off, c0)
+            x0 = (lo0 - shift) * inv_res - j0
+            x1 = (u1 - shift) * inv_res - j0
+            x2 = (u2 - shift) * inv_res - j0
+            x3 = (u3 - shift) * inv_res - j0
+            y0 = _sin_step((la0 - ref) * deg, y_off, c0)
+            y1 = _sin_step((la1 - ref) * deg, y_off, c0)
+            y2 = _sin_step((la2 - ref) * deg, y_off, c0)
+            y3 = _sin_step((la3 - ref) * deg, y_off, c0)
+            k0, q0 = _slopes(x1 - x0, y1 - y0)
+            k1, q1 = _slopes(x2 - x1, y2 - y1)
+            k2, q2 = _slopes(x3 - x2, y3 - y2)
+            k3, q3 = _slopes(x0 - x3, y0 - y3)
             nj = j1 - j0 + 1
             two = i1 > i0
-            yc = y_edge[i0 + 1] - y_off if two else 0.0
+            yc = y_edge[i0 + 1] - y_off if two else np.inf
+            area = (
+                (x0 - x1) * (y0 + y1) + (x1 - x2) * (y1 + y2) + (x2 - x3) * (y2 + y3) + (x3 - x0) * (y3 + y0)
+            )
+            if not abs(area) > 0.0:  # degenerate: the general case puts it in its centre's cell
+                used += _polygon_cells(
+                    lo0, u1, u2, u3, la0, la1, la2, la3, winding, pole, polar, lat_min, lat_max, xmin, xmax,
+                    shift, i0, i1, j0, j1, w, wv, wss, south, res, n_lat, n_lon, px, py, y_edge, c_edge, prev,
+                    cur, cut_y, sums,
+                )  # fmt: skip
+                continue
+            inv_area = 1.0 / area  # the factor 1/2 of the areas cancels in the shares
+            reached = False
+            left_prev = 0.0  # area left of the column's west edge (×2), and its part below yc
+            low_prev = 0.0
+            jj = j0 % n360 - 1  # column of cell m, wrapped without a division per cell
             for m in range(nj):
-                cols[m] = 0.0
-                lows[m] = 0.0
-            # Green's theorem: −∫ y dx (and −∫ min(y, yc) dx) along each edge, split at the column edges it
-            # crosses (one division per crossing edge, none for the others). Written out here, not in a
-            # helper: numba would incref/decref the arrays passed to it on every call
-            for e in range(4):
-                xa, xb = px[e], px[(e + 1) & 3]
-                if xa == xb:
-                    continue
-                if xa < xb:
-                    lo, hi, ylo, yhi, sgn = xa, xb, py[e], py[(e + 1) & 3], -1.0
+                cut = float(m + 1)
+                if m + 1 < nj:
+                    left = (_edge_left(x0, y0, x1, y1, k0, cut) + _edge_left(x1, y1, x2, y2, k1, cut)) + (
+                        _edge_left(x2, y2, x3, y3, k2, cut) + _edge_left(x3, y3, x0, y0, k3, cut)
+                    )
                 else:
-                    lo, hi, ylo, yhi, sgn = xb, xa, py[(e + 1) & 3], py[e], 1.0
-                ma = int(lo)
-                mb = int(hi)
-                if mb == hi and mb > ma:  # ends exactly on a column edge: nothing in the next column
-                    mb -= 1
-                if ma == mb:
-                    dx = sgn * (hi - lo)
-                    cols[ma] += dx * (0.5 * (ylo + yhi))
-                    if two:
-                        lows[ma] += dx * _clamped_mean(ylo, yhi, yc)
-                    continue
-                k = (yhi - ylo) / (hi - lo)
-                xl = lo
-                yl = ylo
-                for m in range(ma, mb + 1):
-                    if m < mb:
-                        xr = float(m + 1)
-                        yr = ylo + (xr - lo) * k
-                    else:
-                        xr = hi
-                        yr = yhi
-                    dx = sgn * (xr - xl)
-                    cols[m] += dx * (0.5 * (yl + yr))
-                    if two:
-                        lows[m] += dx * _clamped_mean(yl, yr, yc)
-                    xl = xr
-                    yl = yr
-            area = 0.0
-            for m in range(nj):
-                area += cols[m]
-            if abs(area) > 0.0:
-                inv_area = 1.0 / area
-                reached = False
-                jj = j0 % n360 - 1  # column of cell m, wrapped without a division per cell
-                for m in range(nj):
-                    jj = jj + 1 if jj + 1 < n360 else 0
-                    if jj >= n_lon:
-                        continue
-                    a_low = lows[m] if two else cols[m]
-                    f = a_low * inv_area
+                    left = area
+                if two:
+                    low = (
+                        _edge_low(x0, y0, x1, y1, k0, q0, cut, yc)
+                        + _edge_low(x1, y1, x2, y2, k1, q1, cut, yc)
+                    ) + (
+                        _edge_low(x2, y2, x3, y3, k2, q2, cut, yc)
+                        + _edge_low(x3, y3, x0, y0, k3, q3, cut, yc)
+                    )
+                else:
+                    low = left
+                jj = jj + 1 if jj + 1 < n360 else 0
+                if jj < n_lon:
+                    f = (low - low_prev) * inv_area
                     if f > 1e-12:
                         _add_cell(sums, i0 * n_lon + jj, f, w, wv, wss)
                         reached = True
                     if two:
-                        f = (cols[m] - a_low) * inv_area
+                        f = ((left - left_prev) - (low - low_prev)) * inv_area
                         if f > 1e-12:
                             _add_cell(sums, (i0 + 1) * n_lon + jj, f, w, wv, wss)
                             reached = True
-                if reached:
-                    used += 1
-                continue
-        px[0], px[1], px[2], px[3] = lo0, u1, u2, u3
-        py[0], py[1], py[2], py[3] = la0, la1, la2, la3
-        nv = 4
-        if polar:
-            px[4], py[4] = lo0 + winding, la0
-            px[5], py[5] = lo0 + winding, pole
-            px[6], py[6] = lo0, pole
-            nv = 7
-        # y = sin(latitude), relative to y_off (the sine of a row edge below the pixel, its first corner's, or 0)
-        if polar or lat_max - lat_min > 5.0:
-            y_off = 0.0
-            for k in range(nv):
-                py[k] = math.sin(py[k] * deg)
-        else:
-            if res <= 1.0 and 0 <= i0 <= n_lat:
-                ref, y_off, c0 = south + i0 * res, y_edge[i0], c_edge[i0]
-            else:
-                ref, y_off, c0 = la0, math.sin(la0 * deg), math.cos(la0 * deg)
-            for k in range(nv):
-                py[k] = _sin_step((py[k] - ref) * deg, y_off, c0)
-        for k in range(nv):
-            px[k] = (px[k] - shift) * inv_res - j0  # column units from the pixel's first column
-        ymin = 2.0
-        for k in range(nv):
-            ymin = min(ymin, py[k])
-        area = _lower_left_area(px, py, nv, np.inf, np.inf, ymin)
-        if not abs(area) > 0.0:
-            # a degenerate polygon (a line or a point): the whole pixel goes to its centre's cell
-            ci = math.floor(((la0 + la1 + la2 + la3) * 0.25 - south) * inv_res)
-            cj = math.floor(0.5 * (xmin + xmax)) % n360
-            if ci < 0 or ci >= n_lat or cj >= n_lon:
-                continue
-            _add_cell(sums, ci * n_lon + cj, 1.0, w, wv, wss)
-            used += 1
+                left_prev = left
+                low_prev = low
+            if reached:
+                used += 1
             continue
-        # area of each cell = inclusion–exclusion of the areas below-left of the cell's corners, swept
-        # column by column (prev: the column's west edge, cur: its east edge), rows ia..ib
-        reached = False
-        ia = max(i0, 0)
-        ib = min(i1, n_lat - 1)
-        nr = ib - ia + 1
-        for m in range(nr + 1):
-            prev[m] = 0.0
-            cut_y[m] = y_edge[ia + m] - y_off if ia + m <= n_lat else np.inf
-        if i1 <= ib:  # nothing above the grid: the top cut is open
-            cut_y[nr] = np.inf
-        nj = j1 - j0 + 1
-        for k in range(1, nj + 1):
-            cut_x = float(k) if k < nj else np.inf
-            cur[0] = 0.0 if i0 >= 0 else _lower_left_area(px, py, nv, cut_x, cut_y[0], ymin)
-            for m in range(1, nr + 1):
-                if k == nj and m == nr and cut_y[nr] == np.inf:
-                    cur[m] = area
-                else:
-                    cur[m] = _lower_left_area(px, py, nv, cut_x, cut_y[m], ymin)
-            jj = (j0 + k - 1) % n360
-            if jj < n_lon:
-                for m in range(nr):
-                    f = (cur[m + 1] - prev[m + 1] - cur[m] + prev[m]) / area
-                    if f > 1e-12:
-                        _add_cell(sums, (ia + m) * n_lon + jj, f, w, wv, wss)
-                        reached = True
-            for m in range(nr + 1):
-                prev[m] = cur[m]
-        if reached:
-            used += 1
+        used += _polygon_cells(
+            lo0, u1, u2, u3, la0, la1, la2, la3, winding, pole, polar, lat_min, lat_max, xmin, xmax, shift,
+            i0, i1, j0, j1, w, wv, wss, south, res, n_lat, n_lon, px, py, y_edge, c_edge, prev, cur, cut_y, sums,
+        )  # fmt: skip
     return used
 
 
