@@ -30,11 +30,12 @@ The stores are handed in (any Zarr v3 store: ``LocalStore``, ``FsspecStore`` on 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,14 +44,19 @@ import numpy as np
 import xarray as xr
 import zarr
 from zarr.abc.store import Store
+from zarr.core.array import AsyncArray
 from zarr.core.buffer import default_buffer_prototype
+from zarr.core.group import AsyncGroup, GroupMetadata
+from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.core.sync import sync
+from zarr.storage import StorePath
 
 from transforms.grid import GridSpec
 from transforms.products import get_product
 
 TIME_UNITS_TEMPLATE = "days since {origin} 00:00:00"
 DATA_VARS = ("mean", "uncertainty", "count", "weight")
+AXIS_ARRAYS = (*DATA_VARS, "time")  # the arrays along the time axis
 Step = Literal["P1D", "P1M"]
 
 
@@ -253,40 +259,122 @@ def _to_zarr(ds: xr.Dataset, store: Store, **kwargs: Any) -> None:
 def ensure_cube(store: Store, spec: CubeSpec, *, until: dt.date) -> int:
     """Create the cube if absent and grow its time axis so it reaches ``until``. Returns the number of days.
 
-    Growing resizes the arrays and rewrites the time coordinate only; no data chunk is written.
+    Growing writes the time coordinate's new values and then every array's metadata with the consolidated
+    root (:func:`_extend_axis`); no data chunk is written.
     """
     n_needed = spec.day_index(until) + 1
-    try:
-        group = zarr.open_group(store, mode="r+", zarr_format=3)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        _to_zarr(_template(spec, n_needed), store, mode="w", encoding=_encoding(spec), compute=False)
-        _write_time(store, spec, n_needed)
-        _consolidate(store)
+    n_have = _axis_length(store, spec)
+    if n_have is None:
+        _create_cube(store, spec, n_needed)
         return n_needed
-    existing_grid = group.attrs.get("grid_id")
-    if existing_grid != spec.grid.grid_id:
-        raise ValueError(f"the store holds a cube on grid {existing_grid!r}, not {spec.grid.grid_id!r}")
-    time = group["time"]
-    assert isinstance(time, zarr.Array)
-    n_have = int(time.shape[0])
     if n_needed > n_have:
-        for name in DATA_VARS:
-            arr = group[name]
-            assert isinstance(arr, zarr.Array)
-            arr.resize((n_needed, *arr.shape[1:]))
-        _write_time(store, spec, n_needed)
-        _consolidate(store)
+        _extend_axis(store, spec, n_needed)
         return n_needed
     return n_have
 
 
-def _write_time(store: Store, spec: CubeSpec, n_days: int) -> None:
+def _create_cube(store: Store, spec: CubeSpec, n_days: int) -> None:
+    """A new cube with a time axis of ``n_days`` (may be 0) and no data chunk."""
+    _to_zarr(_template(spec, n_days), store, mode="w", encoding=_encoding(spec), compute=False)
     group = zarr.open_group(store, mode="r+", zarr_format=3)
     time = group["time"]
     assert isinstance(time, zarr.Array)
-    if time.shape[0] != n_days:
-        time.resize((n_days,))
     time[:] = spec.time_offsets(n_days)
+    _consolidate(store)
+
+
+async def _root(store: Store, spec: CubeSpec) -> GroupMetadata | None:
+    """The cube's root metadata with its consolidated metadata (one GET), None when there is no cube;
+    ValueError when the store holds a cube on another grid."""
+    try:
+        group = await AsyncGroup.open(StorePath(store), zarr_format=3, use_consolidated=True)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        return None
+    existing_grid = group.metadata.attributes.get("grid_id")
+    if existing_grid != spec.grid.grid_id:
+        raise ValueError(f"the store holds a cube on grid {existing_grid!r}, not {spec.grid.grid_id!r}")
+    return group.metadata
+
+
+def _members(root: GroupMetadata) -> dict[str, ArrayV3Metadata]:
+    consolidated = root.consolidated_metadata
+    if consolidated is None:
+        raise ValueError("the cube has no consolidated metadata: re-create it with ensure_cube")
+    return {k: m for k, m in consolidated.metadata.items() if isinstance(m, ArrayV3Metadata)}
+
+
+def _axis_length(store: Store, spec: CubeSpec) -> int | None:
+    """Length of the time axis a consolidated reader sees; None when there is no cube."""
+    root = sync(_root(store, spec))
+    return None if root is None else int(_members(root)["time"].shape[0])
+
+
+def _extend_axis(store: Store, spec: CubeSpec, n_days: int) -> None:
+    """Grow the time axis to ``n_days``: every day it adds must already be complete or hold no object."""
+
+    async def run() -> None:
+        root = await _root(store, spec)
+        if root is None:
+            raise FileNotFoundError("no cube in this store: create it with ensure_cube")
+        n_have = int(_members(root)["time"].shape[0])
+        if n_days > n_have:
+            await _write_axis(store, spec, root, n_days, time_from=n_have)
+
+    sync(run())
+
+
+async def _write_axis(
+    store: Store, spec: CubeSpec, root: GroupMetadata, n_days: int, *, time_from: int
+) -> None:
+    """Set the time axis to ``n_days``: (1) the time coordinate's values from ``time_from`` on, as whole
+    chunks (values beyond the current shape are invisible), then (2) the metadata of ``time`` and of each
+    data variable and the root's consolidated metadata, concurrently. A consolidated reader (``xr.open_zarr``
+    reads only the root ``zarr.json``) sees the old axis or the new one, never a mixture; a crash in (2) is
+    finished by :func:`recover_staged`."""
+    members = _members(root)
+    time_meta = members["time"]
+    step = time_meta.chunks[0]
+    lo, hi = time_from // step * step, -(-n_days // step) * step
+    if hi > lo:
+        time = AsyncArray(time_meta.update_shape((hi,)), StorePath(store, "time"))
+        await time.setitem(slice(lo, hi), spec.time_offsets(hi)[lo:])
+    grown = {k: m.update_shape((n_days, *m.shape[1:])) if k in AXIS_ARRAYS else m for k, m in members.items()}
+    consolidated = root.consolidated_metadata
+    assert consolidated is not None
+    new_root = dataclasses.replace(
+        root,
+        consolidated_metadata=dataclasses.replace(consolidated, metadata={**consolidated.metadata, **grown}),
+    )
+    proto = default_buffer_prototype()
+    puts = {f"{k}/zarr.json": grown[k].to_buffer_dict(proto)["zarr.json"] for k in AXIS_ARRAYS}
+    puts["zarr.json"] = new_root.to_buffer_dict(proto)["zarr.json"]
+    await asyncio.gather(*(store.set(k, v) for k, v in puts.items()))
+
+
+def _settle_axis(store: Store, spec: CubeSpec) -> None:
+    """After a crash: finish an axis extension that was cut short (the arrays' own metadata and the
+    consolidated root disagree: every day the longer axis covers was complete before it was written, so the
+    axis is set to the longest), then delete every shard beyond the axis (a head day whose shards were
+    written but whose axis extension never happened: never visible, never committed)."""
+
+    async def run() -> None:
+        root = await _root(store, spec)
+        if root is None:
+            return
+        members = _members(root)
+        own = await asyncio.gather(*(AsyncArray.open(StorePath(store, k)) for k in AXIS_ARRAYS))
+        lengths = [int(members[k].shape[0]) for k in AXIS_ARRAYS] + [int(a.shape[0]) for a in own]
+        n_days = max(lengths)
+        if min(lengths) != n_days:
+            await _write_axis(store, spec, root, n_days, time_from=min(lengths))
+        beyond = []
+        for name in DATA_VARS:
+            async for index in store.list_dir(f"{name}/c"):
+                if index.isdigit() and int(index) >= n_days:
+                    beyond.append(f"{name}/c/{index}/0/0")
+        await asyncio.gather(*(store.delete(k) for k in beyond))
+
+    sync(run())
 
 
 def day_keys(spec: CubeSpec, day: dt.date) -> dict[str, str]:
@@ -533,15 +621,40 @@ def write_day(
     attrs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write one day's gridded ``fields`` (dims (lat, lon): mean, uncertainty, count, weight) into the cube,
-    replacing exactly what that day held, by the staged protocol of this module (``staging`` defaults to an
+    replacing exactly what that day held, by the protocol of this module (``staging`` defaults to an
     in-memory store: atomic per object, but not resumable). Creates or grows the cube as needed. Returns
     ``record`` (what the caller commits)."""
-    out = write_encoded_day(
-        store, encode_day(fields, spec), day=day, spec=spec, staging=staging, record=record
-    )
+    out = write_days(store, [(day, fields, record)], spec=spec, staging=staging)[0]
     if attrs:
         set_cube_attrs(store, attrs)
     return out
+
+
+DayFields = tuple[dt.date, xr.Dataset, Mapping[str, Any] | None]  # day, fields (dims (lat, lon)), record
+DayBlobs = tuple[dt.date, Mapping[str, bytes | None], Mapping[str, Any] | None]  # day, encode_day(), record
+
+
+def write_days(
+    store: Store, days: Iterable[DayFields], *, spec: CubeSpec, staging: Store | None = None
+) -> list[dict[str, Any]]:
+    """Write several days (:func:`write_day` for each, in order), encoding day N+1 in a worker thread while
+    day N uploads. Days beyond the cube's time axis become visible together, in one metadata write at the
+    end (:func:`write_encoded_days`). Returns the records, in order."""
+    return write_encoded_days(store, _encode_ahead(days, spec), spec=spec, staging=staging)
+
+
+def _encode_ahead(days: Iterable[DayFields], spec: CubeSpec) -> Iterator[DayBlobs]:
+    """``(day, encode_day(fields), record)`` for each day, the next day's encoding running while the caller
+    stores the current one (compression releases the GIL)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for day, fields, record in days:
+            ahead = (day, pool.submit(encode_day, fields, spec), record)
+            if pending is not None:
+                yield pending[0], pending[1].result(), pending[2]
+            pending = ahead
+        if pending is not None:
+            yield pending[0], pending[1].result(), pending[2]
 
 
 def write_encoded_day(
@@ -553,16 +666,58 @@ def write_encoded_day(
     staging: Store | None = None,
     record: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The storage half of :func:`write_day`: ``blobs`` (from :func:`encode_day`) written in place when the
-    day holds no data yet (no ``count`` object), else staged then published."""
-    with ThreadPoolExecutor(max_workers=1) as pool:  # two round trips at once: the day's count, the axis
-        has_data = pool.submit(_exist, store, [day_keys(spec, day)["count"]])
-        ensure_cube(store, spec, until=day)
-        fresh = not has_data.result()[0]
+    """The storage half of :func:`write_day`: ``blobs`` (from :func:`encode_day`)."""
+    return write_encoded_days(store, [(day, blobs, record)], spec=spec, staging=staging)[0]
+
+
+def write_encoded_days(
+    store: Store, days: Iterable[DayBlobs], *, spec: CubeSpec, staging: Store | None = None
+) -> list[dict[str, Any]]:
+    """Store encoded days (decisions 0010, 0011). A day beyond the time axis a consolidated reader sees (a
+    new day at the head; a new cube starts its axis just before its first day) is a *head* day: it holds
+    nothing anyone can see, so its shards go straight to their keys, and once every head day of the call is
+    written the axis is extended over them in one metadata write (:func:`_write_axis`). A day inside the
+    axis is written in place behind an intent manifest when it holds no data (no ``count`` object), staged
+    then published otherwise. Returns the records (what the caller commits), in order.
+
+    The axis length is read once per call: one writer per cube (callers that write days concurrently grow
+    the axis first with :func:`ensure_cube`, so that no day of theirs is a head day)."""
     staging = staging if staging is not None else zarr.storage.MemoryStore()
-    if fresh:
-        return write_in_place(store, staging, blobs, spec=spec, day=day, record=record or {})
-    manifest = stage_day(staging, blobs, day=day, record=record or {})
+    n_axis: int | None = None
+    head = -1  # the last head day written (index)
+    records = []
+    for day, blobs, record in days:
+        i = spec.day_index(day)
+        if n_axis is None:
+            n_axis = _axis_length(store, spec)
+            if n_axis is None:
+                _create_cube(store, spec, i)
+                n_axis = i
+        if i >= n_axis:
+            keys = day_keys(spec, day)
+            _put_all(store, {keys[name]: blobs.get(name) for name in DATA_VARS})  # None: delete a leftover
+            head = max(head, i)
+            records.append(dict(record or {}))
+        else:
+            records.append(_write_inside_axis(store, staging, blobs, spec=spec, day=day, record=record or {}))
+    if n_axis is not None and head >= n_axis:
+        _extend_axis(store, spec, head + 1)
+    return records
+
+
+def _write_inside_axis(
+    store: Store,
+    staging: Store,
+    blobs: Mapping[str, bytes | None],
+    *,
+    spec: CubeSpec,
+    day: dt.date,
+    record: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A day inside the axis: in place behind an intent manifest when it holds no data, else staged."""
+    if not _exist(store, [day_keys(spec, day)["count"]])[0]:
+        return write_in_place(store, staging, blobs, spec=spec, day=day, record=record)
+    manifest = stage_day(staging, blobs, day=day, record=record)
     return _publish(store, staging, spec, day, manifest, blobs)
 
 
@@ -578,6 +733,7 @@ def set_cube_attrs(store: Store, attrs: Mapping[str, Any]) -> None:
 def recover_staged(store: Store, staging: Store, spec: CubeSpec) -> list[dict[str, Any]]:
     """Finish every day a crashed run left with a manifest (:func:`publish_staged`). Returns the records of
     the days that are now complete (to be committed by the caller); the others were rolled back."""
+    _settle_axis(store, spec)
     records = (publish_staged(store, staging, spec, day) for day in staged_days(staging))
     return [r for r in records if r is not None]
 

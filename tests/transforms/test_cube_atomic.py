@@ -5,8 +5,11 @@ replaces exactly that day; the axis grows forward and earlier days can be back-f
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,7 @@ from transforms.cube import (
     recover_staged,
     staged_days,
     write_day,
+    write_days,
 )
 from transforms.grid import GridSpec
 
@@ -171,6 +175,7 @@ def test_an_all_fill_day_removes_the_days_objects(tmp_path: Path) -> None:
 def test_a_fresh_day_is_written_in_place_once_behind_an_intent_manifest(tmp_path: Path) -> None:
     root = tmp_path / "cube.zarr"
     store = zarr.storage.LocalStore(root)
+    ensure_cube(store, SPEC, until=D2)  # D1 inside the axis (as when a run grows it first): not a head day
     staging = UndeletableStore(tmp_path / "staging")  # dies when dropping the manifest: all shards written
     with pytest.raises(OSError, match="simulated crash deleting"):
         write_day(store, _fields(2.0), day=D1, spec=SPEC, staging=staging, record={"granules": ["g1"]})
@@ -237,3 +242,113 @@ def test_on_s3_fresh_days_go_in_place_and_a_regrid_is_copied_server_side(s3_serv
     assert staged_days(staging) == [] and not lake.fs.find(lake.path("staging"))
     assert np.nanmax(_mean(store, D1)) == 3.0
     np.testing.assert_array_equal(open_cube(store).sel(time=str(D2))["mean"].values, before)
+
+
+class ObservedStore(zarr.storage.LocalStore):
+    """A real local store after each of whose object writes a plain reader (``xr.open_zarr`` with
+    consolidated metadata, no eolake) opens the cube and records what it sees of ``day``: absent from the
+    axis, complete, or partial."""
+
+    def __init__(self, root: Path, *, day: dt.date, expected: xr.Dataset) -> None:
+        super().__init__(root)
+        self.day, self.expected, self.seen = day, expected, []
+        self.reader = ThreadPoolExecutor(max_workers=1)  # not the loop's executor: the read needs that one
+        self.one_at_a_time = asyncio.Lock()  # concurrent writes land one by one, each looked at
+
+    async def set(self, key, value) -> None:  # type: ignore[no-untyped-def]
+        async with self.one_at_a_time:
+            await super().set(key, value)
+            self.seen.append(await asyncio.get_running_loop().run_in_executor(self.reader, self._look))
+
+    def _look(self) -> str:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            ds = xr.open_zarr(str(self.root), zarr_format=3, consolidated=True)
+        if np.datetime64(self.day, "ns") not in ds["time"].values:
+            return "absent"
+        got = ds.sel(time=str(self.day)).load()
+        same = [np.array_equal(got[n].values, self.expected[n].values, equal_nan=True) for n in DATA_VARS]
+        return "complete" if all(same) else "partial"
+
+
+def test_a_plain_reader_never_sees_part_of_a_head_day(tmp_path: Path) -> None:
+    """A new day at the head of the axis: its shards go beyond the axis, then one metadata write extends it;
+    a plain consolidated reader looking after every object write sees the day absent, then complete."""
+    root = tmp_path / "cube.zarr"
+    write_day(zarr.storage.LocalStore(root), _fields(1.0), day=D1, spec=SPEC)
+    observed = ObservedStore(root, day=D2, expected=_fields(2.0))
+    write_day(observed, _fields(2.0), day=D2, spec=SPEC)
+    assert "partial" not in observed.seen
+    assert observed.seen == ["absent"] * 10 + ["complete"]  # 4 shards, the time chunk, 5 metadata, the root
+
+
+def test_the_plain_reader_check_catches_a_partial_day_inside_the_axis(tmp_path: Path) -> None:
+    """The same reader on a fresh day inside the axis (written in place, decision 0010) does see it partial:
+    the check above can fail."""
+    root = tmp_path / "cube.zarr"
+    ensure_cube(zarr.storage.LocalStore(root), SPEC, until=D2)
+    observed = ObservedStore(root, day=D2, expected=_fields(2.0))
+    write_day(observed, _fields(2.0), day=D2, spec=SPEC)
+    assert "partial" in observed.seen and observed.seen[-1] == "complete"
+
+
+def test_a_crash_while_writing_a_head_day_is_never_visible_and_is_cleaned(tmp_path: Path) -> None:
+    root = tmp_path / "cube.zarr"
+    write_day(zarr.storage.LocalStore(root), _fields(1.0), day=D1, spec=SPEC)
+    n = open_cube(zarr.storage.LocalStore(root)).sizes["time"]
+    with pytest.raises(OSError, match="simulated crash"):  # the third of the four shard writes fails
+        write_day(CrashingStore(root, crash_on=3), _fields(5.0), day=D2, spec=SPEC)
+    store = zarr.storage.LocalStore(root)
+    assert open_cube(store).sizes["time"] == n  # the day is not on the axis any reader sees
+    assert sum((root / k).exists() for k in day_keys(SPEC, D2).values()) == 3
+    staging = zarr.storage.LocalStore(tmp_path / "staging")
+    assert recover_staged(store, staging, SPEC) == []  # nothing to commit; the leftovers are deleted
+    assert not any((root / k).exists() for k in day_keys(SPEC, D2).values())
+    ensure_cube(store, SPEC, until=D2)  # a later run growing the axis over the day shows no partial data
+    assert np.isnan(_mean(store, D2)).all()
+    write_day(store, _fields(5.0), day=D2, spec=SPEC)
+    assert np.nanmax(_mean(store, D2)) == 5.0 and np.nanmax(_mean(store, D1)) == 1.0
+
+
+class RootlessStore(zarr.storage.LocalStore):
+    """A real local store whose process 'dies' (raises) when it writes the root metadata."""
+
+    async def set(self, key, value) -> None:  # type: ignore[no-untyped-def]
+        if key == "zarr.json":
+            raise OSError("simulated crash writing the root metadata")
+        await super().set(key, value)
+
+
+def test_a_crash_while_extending_the_axis_is_finished_by_the_next_run(tmp_path: Path) -> None:
+    root = tmp_path / "cube.zarr"
+    write_day(zarr.storage.LocalStore(root), _fields(1.0), day=D1, spec=SPEC)
+    with pytest.raises(OSError, match="simulated crash"):
+        write_day(RootlessStore(root), _fields(2.0), day=D2, spec=SPEC)
+    store = zarr.storage.LocalStore(root)
+    assert str(D2) not in open_cube(store).indexes["time"]  # consolidated readers: the old axis
+    assert recover_staged(store, zarr.storage.LocalStore(tmp_path / "staging"), SPEC) == []
+    for consolidated in (True, False):  # the arrays' own metadata and the root agree again
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            ds = xr.open_zarr(root, zarr_format=3, consolidated=consolidated)
+        assert ds.indexes["time"][-1] == np.datetime64(D2, "ns")
+    assert np.nanmax(_mean(store, D2)) == 2.0 and np.nanmax(_mean(store, D1)) == 1.0
+
+
+def test_write_days_gives_the_bytes_of_write_day_and_extends_the_axis_once(tmp_path: Path) -> None:
+    days = [D1 + dt.timedelta(days=k) for k in range(5)]
+    one = zarr.storage.LocalStore(tmp_path / "one.zarr")
+    for k, day in enumerate(days):
+        write_day(one, _fields(float(k + 1)), day=day, spec=SPEC)
+    batch = ObservedStore(tmp_path / "batch.zarr", day=days[0], expected=_fields(1.0))
+    ensure_cube(zarr.storage.LocalStore(tmp_path / "batch.zarr"), SPEC, until=days[0] - dt.timedelta(days=1))
+    records = write_days(
+        batch, [(day, _fields(float(k + 1)), {"k": k}) for k, day in enumerate(days)], spec=SPEC
+    )
+    assert records == [{"k": k} for k in range(5)]
+    # 20 shards, the time chunk, 6 metadata objects: the days appear with the last one, the root
+    assert batch.seen == ["absent"] * 26 + ["complete"]
+    for day in days:
+        assert _digests(tmp_path / "one.zarr", day) == _digests(tmp_path / "batch.zarr", day)
+    plain = zarr.storage.LocalStore(tmp_path / "batch.zarr")
+    xr.testing.assert_identical(open_cube(one).load(), open_cube(plain).load())
