@@ -8,15 +8,19 @@ or any static STAC catalog / STAC API given by URL or path. Either way the resul
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import os
+import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import fsspec
+import orjson
 
 from transforms.errors import GranuleNameError, SourceError
 from transforms.granules import GranuleName, parse_granule_name
@@ -61,12 +65,61 @@ def _is_url(s: str) -> bool:
     return urlparse(s).scheme in {"http", "https", "s3", "gs", "az", "file"}
 
 
+class _GcPause:
+    """Cyclic garbage collection off while any thread is inside: for decoding JSON, which makes no cycles (a
+    10,000-item listing holds a few million objects, and every full collection triggered while decoding more of
+    them traversed them all). Back on when the last thread leaves, unless it was off before."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._was_enabled = True
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._inside == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inside -= 1
+                if self._inside == 0 and self._was_enabled:
+                    gc.enable()
+
+
+paused_gc = _GcPause()
+
+
+def decode_json(data: bytes | str) -> Any:
+    """JSON text as Python objects (orjson, with the garbage collector paused)."""
+    with paused_gc():
+        return orjson.loads(data)
+
+
 def read_json(href: str) -> dict[str, Any]:
-    """A JSON document at a path or URL (anything fsspec opens); a clear SourceError when it cannot be read."""
+    """A JSON document at a path or URL (local paths read directly, http(s) with ``requests``, anything else
+    through fsspec); a clear SourceError when it cannot be read."""
     try:
-        with fsspec.open(href, "rt") as f:
-            doc: dict[str, Any] = json.load(f)
-            return doc
+        scheme = href.split("://", 1)[0] if "://" in href else ""
+        if scheme in ("", "file"):
+            with open(href.removeprefix("file://"), "rb") as f:
+                data: bytes = f.read()
+        elif scheme in ("http", "https"):
+            import requests
+
+            resp = requests.get(href, timeout=60)
+            if resp.status_code == 404:
+                raise FileNotFoundError(href)
+            resp.raise_for_status()
+            data = resp.content
+        else:
+            with fsspec.open(href, "rb") as f:
+                data = f.read()
+        doc = decode_json(data)
     except FileNotFoundError as exc:
         raise SourceError(
             f"source {redact_url(href)} not found: give a static catalog.json path/URL or a STAC API root"
@@ -76,7 +129,19 @@ def read_json(href: str) -> dict[str, Any]:
             f"source {redact_url(href)} is not JSON ({exc.msg}): is it a STAC catalog or API?"
         ) from exc
     except Exception as exc:  # network stacks raise many types
-        raise SourceError(f"cannot read source {redact_url(href)}: {type(exc).__name__}: {exc}") from exc
+        raise SourceError(
+            f"cannot read source {redact_url(href)}: {type(exc).__name__}: {_redact_text(str(exc), href)}"
+        ) from exc
+    if not isinstance(doc, dict):
+        raise SourceError(
+            f"source {redact_url(href)} is JSON but not an object: is it a STAC catalog or API?"
+        )
+    return doc
+
+
+def _redact_text(message: str, href: str) -> str:
+    """``message`` without ``href``'s query string (requests' errors quote the whole URL)."""
+    return message.replace(href, redact_url(href)) if href != redact_url(href) else message
 
 
 def resolve_source(source: str) -> tuple[str, dict[str, Any]]:
@@ -202,6 +267,10 @@ def search_granules(
     end: dt.datetime,
     timeliness: str | None = None,
 ) -> list[UpstreamGranule]:
-    """An adapter's granules for the window [``start``, ``end``), de-duplicated by granule id, sorted by start."""
-    found = {g.granule_id: g for g in adapter.search(product, start, end, timeliness=timeliness)}
-    return sorted(found.values(), key=lambda g: (g.name.start, g.granule_id))
+    """An adapter's granules for the window [``start``, ``end``), de-duplicated by granule id, sorted by start.
+
+    The garbage collector is paused meanwhile: a listing builds millions of objects without cycles (JSON,
+    names, granules), and each full collection its allocations triggered traversed all of them."""
+    with paused_gc():
+        found = {g.granule_id: g for g in adapter.search(product, start, end, timeliness=timeliness)}
+        return sorted(found.values(), key=lambda g: (g.name.start, g.granule_id))

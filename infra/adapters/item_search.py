@@ -1,9 +1,8 @@
 """STAC API item search over HTTP: every page of one search, following ``next`` links.
 
 What pystac-client's ``ItemSearch.items_as_dicts`` does for a harvest, without its import and object costs, and
-faster: pages are decoded with orjson (with the garbage collector paused: a page is an acyclic tree of a few
-hundred thousand objects, and collections triggered while building it traverse everything alive), and the next
-page is requested while the caller works through the current one.
+faster: pages are decoded with orjson with the garbage collector paused (:func:`infra.sources.decode_json`), and
+the next page is requested while the caller works through the current one.
 
 - The search endpoint and method come from the landing page's ``search`` links: POST (a JSON body) when it is
   advertised, else GET (``collections`` comma-joined, ``query`` as JSON); a landing page without search links
@@ -19,13 +18,10 @@ page is requested while the caller works through the current one.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
@@ -33,7 +29,7 @@ from urllib.parse import urljoin
 import orjson
 import requests
 
-from infra.sources import redact_url
+from infra.sources import decode_json, redact_url
 from transforms.errors import SourceError
 
 ATTEMPTS = 3
@@ -215,11 +211,10 @@ def fetch_page(
             elif resp.status_code >= 300:
                 raise SourceError(f"{where} answered HTTP {resp.status_code}: {_excerpt(resp.text)}")
             else:
-                with paused_gc():
-                    try:
-                        doc = orjson.loads(resp.content)
-                    except orjson.JSONDecodeError as exc:
-                        raise SourceError(f"{where} did not answer JSON ({exc})") from None
+                try:
+                    doc = decode_json(resp.content)
+                except orjson.JSONDecodeError as exc:
+                    raise SourceError(f"{where} did not answer JSON ({exc})") from None
                 if not isinstance(doc, dict):
                     raise SourceError(f"{where} answered {type(doc).__name__}, not a FeatureCollection")
                 return doc
@@ -231,31 +226,3 @@ def fetch_page(
 def _excerpt(text: str, limit: int = 200) -> str:
     one_line = " ".join(text.split())
     return one_line if len(one_line) <= limit else one_line[:limit] + "…"
-
-
-class _GcPause:
-    """Cyclic garbage collection off while any thread is inside (JSON decoding makes no cycles); back on when
-    the last one leaves, unless it was off before the first came in."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._inside = 0
-        self._was_enabled = True
-
-    @contextmanager
-    def __call__(self) -> Iterator[None]:
-        with self._lock:
-            if self._inside == 0:
-                self._was_enabled = gc.isenabled()
-                gc.disable()
-            self._inside += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._inside -= 1
-                if self._inside == 0 and self._was_enabled:
-                    gc.enable()
-
-
-paused_gc = _GcPause()

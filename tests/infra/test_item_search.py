@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -20,7 +19,6 @@ from infra.adapters.base import SourceConfig
 from infra.adapters.item_search import (
     PageRequest,
     first_request,
-    paused_gc,
     search_pages,
     search_parameters,
 )
@@ -220,22 +218,6 @@ def test_the_next_page_is_fetched_while_the_current_one_is_read() -> None:
         assert [f["id"] for f in first] == ["item-0", "item-1"]
         assert second_asked.wait(30)  # asked for while the caller still holds the first page
         assert _ids(pages) == ["item-2"]
-
-
-def test_the_garbage_collector_is_paused_only_while_decoding() -> None:
-    assert gc.isenabled()
-    with paused_gc():
-        with paused_gc():
-            assert not gc.isenabled()
-        assert not gc.isenabled()  # still inside the outer pause
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with paused_gc():
-            pass
-        assert not gc.isenabled()  # it was off before: left off
-    finally:
-        gc.enable()
 
 
 def test_the_adapter_reads_the_landing_page_once_and_asks_for_its_page_size() -> None:

@@ -1,13 +1,17 @@
 """Granules from STAC item JSON (``infra.sources.granule_from_item``): where the file name is found, and what an
-item of another product or without a granule gives."""
+item of another product or without a granule gives; reading JSON documents."""
 
 from __future__ import annotations
 
+import gc
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.sources import granule_from_item
+from infra.sources import granule_from_item, paused_gc, read_json
+from transforms.errors import SourceError
 
 NAME = "S5P_OFFL_L2__NO2____20200303T013547_20200303T031717_12367_01_010302_20200306T053815"
 
@@ -62,3 +66,35 @@ def test_published_size_and_sha256_multihash_are_read() -> None:
         _item(f"https://host/{NAME}.nc", **{"file:size": 123, "file:checksum": "1220" + digest}), "no2"
     )
     assert g is not None and (g.size, g.sha256) == (123, digest)
+
+
+def test_the_garbage_collector_is_paused_only_while_decoding() -> None:
+    assert gc.isenabled()
+    with paused_gc():
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # still inside the outer pause
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()  # it was off before: left off
+    finally:
+        gc.enable()
+
+
+def test_read_json_reads_paths_file_urls_and_says_what_is_wrong(tmp_path: Path) -> None:
+    doc = {"type": "Catalog", "links": []}
+    (tmp_path / "catalog.json").write_text(json.dumps(doc))
+    assert read_json(str(tmp_path / "catalog.json")) == doc
+    assert read_json(f"file://{tmp_path}/catalog.json") == doc
+    assert gc.isenabled()
+    with pytest.raises(SourceError, match="not found"):
+        read_json(str(tmp_path / "missing.json"))
+    (tmp_path / "bad.json").write_text("<html>")
+    with pytest.raises(SourceError, match="is not JSON"):
+        read_json(str(tmp_path / "bad.json"))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(SourceError, match="is JSON but not an object"):
+        read_json(str(tmp_path / "list.json"))
