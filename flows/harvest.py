@@ -36,7 +36,7 @@ from infra.harvest import (
 from infra.http import UpstreamAuthError
 from infra.ledger import last_mark, read_granules, record_mark, upsert_granules
 from infra.sources import UpstreamGranule, search_granules
-from infra.storage import open_lake
+from infra.storage import Lake, open_lake
 from transforms.errors import EolakeError, InputError, SourceError
 
 MAX_WORKERS = 64
@@ -56,9 +56,10 @@ resized on the Prefect server when a run starts."""
     retry_condition_fn=retry_condition,
 )
 def fetch_task(
-    g: UpstreamGranule, lake_url: str, source: str, attempts: int, gate: SourceGate
+    g: UpstreamGranule, lake: Lake, source: str, attempts: int, gate: SourceGate
 ) -> dict[str, Any]:
-    return harvest_granule(g, open_lake(lake_url), source=source, attempts=attempts, gate=gate)
+    # the run's lake, opened once: opening an S3 lake probes its bucket (two round-trips per granule)
+    return harvest_granule(g, lake, source=source, attempts=attempts, gate=gate)
 
 
 def source_limit_name(source: str) -> str:
@@ -169,7 +170,7 @@ def _harvest(
 
         limit = ensure_source_limit(source, gate.max_connections)
         gate.shared = lambda: concurrency(limit, occupy=1, strict=True)
-    submitted = [(fetch_task.submit(g, the_lake.url, source, attempts[g.granule_id], gate), g) for g in todo]
+    submitted = [(fetch_task.submit(g, the_lake, source, attempts[g.granule_id], gate), g) for g in todo]
     granule_of = {id(fut): g for fut, g in submitted}
     rows: list[dict[str, Any]] = []
     download_failures = 0

@@ -84,38 +84,55 @@ def _validator(resp: requests.Response) -> str | None:
 
 
 class _Writer:
-    """Writes blocks to the sink and hashes them on a worker thread, so that receiving the next blocks overlaps
-    with hashing and writing the previous ones (and with S3 part uploads, which happen inside ``write``).
-    Holds at most ``depth`` blocks; an error of the sink is raised by the next ``put`` or ``drain``."""
+    """Hands each received block to two worker threads — one writes it to the sink, one adds it to the
+    SHA-256 — so that receiving, writing (with S3 part uploads, which happen inside ``write``) and hashing
+    overlap (hashlib and file writes release the GIL on large buffers). The same ``bytes`` object goes to
+    both: no copy. Holds at most ``depth`` blocks per worker; an error of the sink is raised by the next
+    ``put`` or ``drain``."""
 
     def __init__(self, sink: Sink, depth: int = 32) -> None:
         self.sink = sink
         self.digest = hashlib.sha256()
         self.error: BaseException | None = None
-        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
-        self._thread = threading.Thread(target=self._run, name="download-writer", daemon=True)
-        self._thread.start()
+        self._writes: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._hashes: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._threads = [
+            threading.Thread(target=self._run, args=(q, fn), name=name, daemon=True)
+            for q, fn, name in (
+                (self._writes, self._write, "download-writer"),
+                (self._hashes, self._hash, "download-hasher"),
+            )
+        ]
+        for t in self._threads:
+            t.start()
 
-    def _run(self) -> None:
-        while (block := self._queue.get()) is not None:
+    def _write(self, block: bytes) -> None:
+        self.sink.write(block)
+
+    def _hash(self, block: bytes) -> None:
+        self.digest.update(block)
+
+    def _run(self, q: queue.Queue[bytes | None], fn: Callable[[bytes], None]) -> None:
+        while (block := q.get()) is not None:
             try:
                 if self.error is None:
-                    self.sink.write(block)
-                    self.digest.update(block)
+                    fn(block)
             except BaseException as exc:  # handed to the downloading thread
                 self.error = exc
             finally:
-                self._queue.task_done()
-        self._queue.task_done()
+                q.task_done()
+        q.task_done()
 
     def put(self, block: bytes) -> None:
         if self.error is not None:
             raise self.error
-        self._queue.put(block)
+        self._writes.put(block)
+        self._hashes.put(block)
 
     def drain(self) -> None:
         """Wait until every block put so far is written and hashed."""
-        self._queue.join()
+        self._writes.join()
+        self._hashes.join()
         if self.error is not None:
             raise self.error
 
@@ -125,8 +142,10 @@ class _Writer:
         self.digest = hashlib.sha256()
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        self._writes.put(None)
+        self._hashes.put(None)
+        for t in self._threads:
+            t.join()
 
 
 @dataclass

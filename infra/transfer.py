@@ -10,10 +10,16 @@ range requests, see :mod:`infra.http`):
 
 Size and checksum are compared with what upstream published *before* the rename or the completion; on a
 mismatch or any failure the temporary file is deleted or the multipart upload aborted, so a partial or
-corrupt object never appears under a ``raw/`` key (nor anywhere else). A file whose bytes verify but that the
-product reader cannot open goes to ``quarantine/`` instead of its final key: on a local lake by renaming the
-temporary file there; on S3 by aborting the upload and putting the local spool copy there (the reader checks
-that copy, by path, before the upload is completed).
+corrupt object never appears under a ``raw/`` key (nor anywhere else). A file whose bytes verify but that
+fails the readability check goes to ``quarantine/`` instead of its final key: on a local lake by renaming the
+temporary file there; on S3 by aborting the upload and putting the local spool copy there (the check reads
+that copy, by path, before the upload is completed; it needs a local path, hence the spool).
+
+The readability check (``EOLAKE_HARVEST_CHECK``, :func:`check_decodes`): bytes equal to what upstream
+published (its SHA-256 matched) get a structural check — S5P groups, variables, dims, every stored chunk
+inside the file, nothing inflated (:mod:`transforms.structure`) — and gridding quarantines a granule it then
+cannot decode (:func:`infra.cubes.quarantine_unreadable`); without a published checksum the pixel variables
+are decoded (``full``). Other product families (small files) are always read by their reader.
 """
 
 from __future__ import annotations
