@@ -7,17 +7,24 @@ ever has to be prepended) and grows forward. Days that were never gridded hold n
 Each variable's day is ONE object: a Zarr v3 shard covering the whole map (inner chunks of
 ``chunk_lat × chunk_lon`` cells, zstd-compressed), key ``<var>/c/<day index>/0/0``. Writing a day therefore
 replaces exactly four objects, each with an atomic PUT (S3) or write-and-rename (local disk), and never
-touches another day. The day protocol (:func:`write_day`, decision 0010, which supersedes the upload part of
-0006):
+touches another day. The day protocol (:func:`write_day`, :func:`write_days`; decisions 0010 and 0011, which
+supersede the upload part of 0006):
 
-1. encode the four shards in memory;
-2. a *fresh* day (it has no ``count`` object, so it holds no data: a new or back-filled day) is written in
-   place: an intent manifest (the size of each shard + the record that commits the day) goes to the staging
-   store first, then the shards to their keys, then the manifest is dropped. Every byte is uploaded once. A
-   crash leaves the manifest: eolake readers treat the day as not committed, and :func:`recover_staged`
-   keeps the day if all its objects exist (each PUT is atomic and the day held none, so they hold the new
-   bytes: roll forward) or deletes them (roll back to "no data"; the next run re-grids it);
-3. a day that has data (re-gridding) is *staged*: the shards, then a manifest last, go to the staging
+1. encode the four shards in memory (:func:`write_days` encodes the next day while the current one uploads);
+2. a *head* day (beyond the time axis a consolidated reader sees: a new day appended to the record) holds
+   nothing anyone can see: its shards go straight to their keys, and when the call's head days are all
+   written, one metadata write extends the axis over them (the time values first, then every array's
+   metadata and the consolidated root). A plain ``xr.open_zarr`` reader sees the day absent or complete. A
+   crash leaves shards beyond the axis: :func:`recover_staged` deletes them (and finishes an extension cut
+   short), the day is not committed and the next run re-grids it;
+3. a *fresh* day inside the axis (it has no ``count`` object, so it holds no data: a back-filled gap, or a
+   day of an axis grown ahead by concurrent writers) is written in place: an intent manifest (the size of
+   each shard + the record that commits the day) goes to the staging store first, then the shards to their
+   keys, then the manifest is dropped. Every byte is uploaded once. A crash leaves the manifest: eolake
+   readers treat the day as not committed, and :func:`recover_staged` keeps the day if all its objects
+   exist (each PUT is atomic and the day held none, so they hold the new bytes: roll forward) or deletes
+   them (roll back to "no data"; the next run re-grids it);
+4. a day that has data (re-gridding) is *staged*: the shards, then a manifest last, go to the staging
    store (a crash here leaves the cube as it was); then each is published to its key (rename on local disk,
    server-side copy on S3, a second PUT elsewhere; a crash here leaves the manifest, and
    :func:`recover_staged` finishes the job on the next run), then the staging objects are dropped.
@@ -619,12 +626,13 @@ def write_day(
     staging: Store | None = None,
     record: Mapping[str, Any] | None = None,
     attrs: Mapping[str, Any] | None = None,
+    grow: bool = True,
 ) -> dict[str, Any]:
     """Write one day's gridded ``fields`` (dims (lat, lon): mean, uncertainty, count, weight) into the cube,
     replacing exactly what that day held, by the protocol of this module (``staging`` defaults to an
-    in-memory store: atomic per object, but not resumable). Creates or grows the cube as needed. Returns
-    ``record`` (what the caller commits)."""
-    out = write_days(store, [(day, fields, record)], spec=spec, staging=staging)[0]
+    in-memory store: atomic per object, but not resumable). Creates or grows the cube as needed (``grow``:
+    see :func:`write_encoded_days`). Returns ``record`` (what the caller commits)."""
+    out = write_days(store, [(day, fields, record)], spec=spec, staging=staging, grow=grow)[0]
     if attrs:
         set_cube_attrs(store, attrs)
     return out
@@ -635,12 +643,17 @@ DayBlobs = tuple[dt.date, Mapping[str, bytes | None], Mapping[str, Any] | None] 
 
 
 def write_days(
-    store: Store, days: Iterable[DayFields], *, spec: CubeSpec, staging: Store | None = None
+    store: Store,
+    days: Iterable[DayFields],
+    *,
+    spec: CubeSpec,
+    staging: Store | None = None,
+    grow: bool = True,
 ) -> list[dict[str, Any]]:
     """Write several days (:func:`write_day` for each, in order), encoding day N+1 in a worker thread while
     day N uploads. Days beyond the cube's time axis become visible together, in one metadata write at the
     end (:func:`write_encoded_days`). Returns the records, in order."""
-    return write_encoded_days(store, _encode_ahead(days, spec), spec=spec, staging=staging)
+    return write_encoded_days(store, _encode_ahead(days, spec), spec=spec, staging=staging, grow=grow)
 
 
 def _encode_ahead(days: Iterable[DayFields], spec: CubeSpec) -> Iterator[DayBlobs]:
@@ -671,7 +684,12 @@ def write_encoded_day(
 
 
 def write_encoded_days(
-    store: Store, days: Iterable[DayBlobs], *, spec: CubeSpec, staging: Store | None = None
+    store: Store,
+    days: Iterable[DayBlobs],
+    *,
+    spec: CubeSpec,
+    staging: Store | None = None,
+    grow: bool = True,
 ) -> list[dict[str, Any]]:
     """Store encoded days (decisions 0010, 0011). A day beyond the time axis a consolidated reader sees (a
     new day at the head; a new cube starts its axis just before its first day) is a *head* day: it holds
@@ -680,8 +698,10 @@ def write_encoded_days(
     axis is written in place behind an intent manifest when it holds no data (no ``count`` object), staged
     then published otherwise. Returns the records (what the caller commits), in order.
 
-    The axis length is read once per call: one writer per cube (callers that write days concurrently grow
-    the axis first with :func:`ensure_cube`, so that no day of theirs is a head day)."""
+    The axis length is read once per call, so head days need one writer per cube. Writers that run
+    concurrently either grow the axis first with :func:`ensure_cube` (then none of their days is a head day),
+    or pass ``grow=False`` (head days are written but stay invisible) and, once all of them have returned,
+    extend the axis once with :func:`ensure_cube` before committing the days."""
     staging = staging if staging is not None else zarr.storage.MemoryStore()
     n_axis: int | None = None
     head = -1  # the last head day written (index)
@@ -700,7 +720,7 @@ def write_encoded_days(
             records.append(dict(record or {}))
         else:
             records.append(_write_inside_axis(store, staging, blobs, spec=spec, day=day, record=record or {}))
-    if n_axis is not None and head >= n_axis:
+    if grow and n_axis is not None and head >= n_axis:
         _extend_axis(store, spec, head + 1)
     return records
 
@@ -731,8 +751,10 @@ def set_cube_attrs(store: Store, attrs: Mapping[str, Any]) -> None:
 
 
 def recover_staged(store: Store, staging: Store, spec: CubeSpec) -> list[dict[str, Any]]:
-    """Finish every day a crashed run left with a manifest (:func:`publish_staged`). Returns the records of
-    the days that are now complete (to be committed by the caller); the others were rolled back."""
+    """Settle what a crashed run left: finish a cut-short axis extension and delete shards beyond the axis
+    (head days never made visible), then finish every day with a manifest (:func:`publish_staged`). Returns
+    the records of the days that are now complete (to be committed by the caller); the others were rolled
+    back."""
     _settle_axis(store, spec)
     records = (publish_staged(store, staging, spec, day) for day in staged_days(staging))
     return [r for r in records if r is not None]

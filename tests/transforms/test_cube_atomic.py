@@ -352,3 +352,22 @@ def test_write_days_gives_the_bytes_of_write_day_and_extends_the_axis_once(tmp_p
         assert _digests(tmp_path / "one.zarr", day) == _digests(tmp_path / "batch.zarr", day)
     plain = zarr.storage.LocalStore(tmp_path / "batch.zarr")
     xr.testing.assert_identical(open_cube(one).load(), open_cube(plain).load())
+
+
+def test_concurrent_writers_write_head_days_unseen_and_extend_the_axis_once(tmp_path: Path) -> None:
+    """``grow=False``: writers that run side by side (the grid flow's tasks) leave their head days beyond
+    the axis; one extension after all of them makes every day visible at once."""
+    root = tmp_path / "cube.zarr"
+    store = zarr.storage.LocalStore(root)
+    ensure_cube(store, SPEC, until=D1 - dt.timedelta(days=1))  # the run creates the cube first
+    days = [D1 + dt.timedelta(days=k) for k in range(4)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(
+            pool.map(
+                lambda k: write_day(store, _fields(k + 1.0), day=days[k], spec=SPEC, grow=False), range(4)
+            )
+        )
+    assert open_cube(store).indexes["time"][-1] < np.datetime64(D1, "ns")  # none visible yet
+    ensure_cube(store, SPEC, until=days[-1])
+    for k, day in enumerate(days):
+        assert np.nanmax(_mean(store, day)) == k + 1.0
