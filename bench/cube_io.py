@@ -224,12 +224,15 @@ def bench_reads(tmp: Path, spec: CubeSpec, days: list[xr.Dataset], ts_days: int,
     print(f"| in-memory numpy copy | {t_np:.6f} | {t_np / t_ts:.6f} |")
 
 
-def bench_writes(tmp: Path, spec: CubeSpec, days: list[xr.Dataset], n_write: int) -> None:
+def bench_writes(tmp: Path, spec: CubeSpec, days: list[xr.Dataset], n_write: int, block_days: int) -> None:
     from infra.services import start_s3_server
     from infra.settings import Settings
-    from infra.storage import open_lake, zarr_store
+    from infra.storage import open_lake
 
-    print(f"\n## 3. write throughput ({n_write} global 0.1° days, {spec.codec}-{spec.zstd_level})")
+    print(
+        f"\n## 3. write throughput ({n_write} global 0.1° days, {spec.codec}-{spec.zstd_level}, "
+        f"blocks of {block_days} days)"
+    )
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
     key, secret = "bench" + secrets.token_hex(4), secrets.token_hex(16)
     server = start_s3_server(tmp / "s3" / "data", key=key, secret=secret)
@@ -240,84 +243,10 @@ def bench_writes(tmp: Path, spec: CubeSpec, days: list[xr.Dataset], n_write: int
             "local disk": open_lake(str(tmp / "lake")),
             "S3 (rclone)": open_lake("s3://bench/lake", settings=settings),
         }
-        codec = codec_of(spec)
-        dates = [ORIGIN + dt.timedelta(days=i) for i in range(n_write)]
+        blobs = [encode_day(d, spec) for d in days]  # the exact bytes write_day stores for each day
         rows = []
         for label, lake in lakes.items():
-            staging = zarr_store(lake, "cubes/.staging/bench")
-            # eolake, appending: write_days into a new cube (every day a head day: shards beyond the axis,
-            # one axis extension at the end; day N+1 encoded while day N uploads)
-            t = time.perf_counter()
-            write_days(
-                zarr_store(lake, "cubes/bench.zarr"),
-                ((d, days[i % len(days)], None) for i, d in enumerate(dates)),
-                spec=spec,
-                staging=staging,
-            )
-            t_days = time.perf_counter() - t
-            # eolake, one write_day per day into an axis grown first (what concurrent writers do: every day
-            # a fresh day inside the axis, written in place behind an intent manifest)
-            grown = zarr_store(lake, "cubes/bench-grown.zarr")
-            ensure_cube(grown, spec, until=dates[-1])
-            t = time.perf_counter()
-            for i, d in enumerate(dates):
-                write_day(grown, days[i % len(days)], day=d, spec=spec, staging=staging)
-            t_day = time.perf_counter() - t
-            # same-codec ideal: cut the same arrays into the same inner chunks, compress each with the same
-            # codec, concatenate per variable-day and write the object in a plain loop
-            total = 0
-            t = time.perf_counter()
-            for i in range(n_write):
-                fields = days[i % len(days)]
-                for name in DATA_VARS:
-                    arr = fields[name].values
-                    cl, cw = spec.chunks[1:]
-                    parts = [
-                        compress(codec, np.ascontiguousarray(arr[r : r + cl, c : c + cw]))
-                        for r in range(0, arr.shape[0], cl)
-                        for c in range(0, arr.shape[1], cw)
-                    ]
-                    data = b"".join(parts)
-                    total += len(data)
-                    lake.fs.pipe_file(lake.path(f"ideal/{i}/{name}"), data)
-            t_ideal = time.perf_counter() - t
-            # plain put of the exact bytes write_day stored (already encoded)
-            blobs = [encode_day(days[i % len(days)], spec) for i in range(min(n_write, len(days)))]
-            stored = 0
-            t = time.perf_counter()
-            for i in range(n_write):
-                for name, b in blobs[i % len(blobs)].items():
-                    if b is not None:
-                        lake.fs.pipe_file(lake.path(f"put/{i}/{name}"), b)
-                        stored += len(b)
-            t_put = time.perf_counter() - t
-            # eolake's storage half alone on the same encoded bytes: head days into a new cube; fresh days
-            # inside a grown axis, one call per day; the same days again (re-grid: staged, then published
-            # by rename / server-side copy)
-            t = time.perf_counter()
-            write_encoded_days(
-                zarr_store(lake, "cubes/bench-head.zarr"),
-                ((d, blobs[i % len(blobs)], None) for i, d in enumerate(dates)),
-                spec=spec,
-                staging=staging,
-            )
-            t_head = time.perf_counter() - t
-            fresh = zarr_store(lake, "cubes/bench-storage.zarr")
-            ensure_cube(fresh, spec, until=dates[-1])
-            t = time.perf_counter()
-            for i, d in enumerate(dates):
-                write_encoded_day(fresh, blobs[i % len(blobs)], day=d, spec=spec, staging=staging)
-            t_fresh = time.perf_counter() - t
-            t = time.perf_counter()
-            for i, d in enumerate(dates):
-                write_encoded_day(fresh, blobs[(i + 1) % len(blobs)], day=d, spec=spec, staging=staging)
-            t_regrid = time.perf_counter() - t
-            mb = stored / 1e6
-            rows.append(
-                f"| {label} | {mb:.0f} | {mb / t_days:.0f} | {mb / t_day:.0f} | {total / 1e6 / t_ideal:.0f} | "
-                f"**{t_ideal / t_days:.2f}** | {t_ideal / t_day:.2f} | {mb / t_put:.0f} | "
-                f"**{t_put / t_head:.2f}** | {t_put / t_fresh:.2f} | {t_put / t_regrid:.2f} |"
-            )
+            rows.append(write_cases(label, lake, spec, days, blobs, n_write, block_days))
         print(
             "| target | MB | write_days MB/s | write_day (grown axis) MB/s | ideal MB/s | write_days / ideal "
             "| write_day / ideal | plain put MB/s | head storage / put | in-axis fresh / put | re-grid / put |"
@@ -327,6 +256,114 @@ def bench_writes(tmp: Path, spec: CubeSpec, days: list[xr.Dataset], n_write: int
         print(f"load average at end: {os.getloadavg()[0]:.1f}")
     finally:
         server.stop()
+
+
+def write_cases(
+    label: str,
+    lake: Any,
+    spec: CubeSpec,
+    days: list[xr.Dataset],
+    blobs: list[dict[str, bytes | None]],
+    n_write: int,
+    block_days: int,
+) -> str:
+    """The write cases on one lake, interleaved in blocks of days; a Markdown table row of MB/s and ratios."""
+    from infra.storage import zarr_store
+
+    codec = codec_of(spec)
+    dates = [ORIGIN + dt.timedelta(days=i) for i in range(n_write)]
+    staging = zarr_store(lake, "cubes/.staging/bench")
+    cubes = {name: zarr_store(lake, f"cubes/{name}.zarr") for name in ("days", "grown", "head", "fresh")}
+    for name in ("grown", "fresh"):
+        ensure_cube(cubes[name], spec, until=dates[-1])
+
+    def eolake_days(block: list[int]) -> None:
+        """write_days appending a block of new days (head days: shards beyond the axis, one axis
+        extension per block; day N+1 encoded while day N uploads)."""
+        write_days(cubes["days"], ((dates[i], days[i % len(days)], None) for i in block), spec=spec)
+
+    def eolake_day(block: list[int]) -> None:
+        """One write_day per day into an axis grown first (what concurrent writers do: fresh days
+        inside the axis, in place behind an intent manifest)."""
+        for i in block:
+            write_day(cubes["grown"], days[i % len(days)], day=dates[i], spec=spec, staging=staging)
+
+    def ideal(block: list[int]) -> int:
+        """Cut the same arrays into the same inner chunks, compress each with the same codec,
+        concatenate per variable-day and write the object, in a plain loop."""
+        n = 0
+        for i in block:
+            for name in DATA_VARS:
+                arr = days[i % len(days)][name].values
+                cl, cw = spec.chunks[1:]
+                parts = [
+                    compress(codec, np.ascontiguousarray(arr[r : r + cl, c : c + cw]))
+                    for r in range(0, arr.shape[0], cl)
+                    for c in range(0, arr.shape[1], cw)
+                ]
+                data = b"".join(parts)
+                n += len(data)
+                lake.fs.pipe_file(lake.path(f"ideal/{i}/{name}"), data)
+        return n
+
+    def put(block: list[int]) -> int:
+        """A plain put of the exact bytes write_day stores, one object after the other."""
+        n = 0
+        for i in block:
+            for name, b in blobs[i % len(blobs)].items():
+                if b is not None:
+                    lake.fs.pipe_file(lake.path(f"put/{i}/{name}"), b)
+                    n += len(b)
+        return n
+
+    def head(block: list[int]) -> None:
+        """eolake's storage half for new days (head days, one axis extension per block)."""
+        items = ((dates[i], blobs[i % len(blobs)], None) for i in block)
+        write_encoded_days(cubes["head"], items, spec=spec, staging=staging)
+
+    def fresh(block: list[int]) -> None:
+        """eolake's storage half for fresh days inside a grown axis, one call per day."""
+        for i in block:
+            write_encoded_day(cubes["fresh"], blobs[i % len(blobs)], day=dates[i], spec=spec, staging=staging)
+
+    def regrid(block: list[int]) -> None:
+        """The same days again with other bytes: staged, then published (rename / server-side copy)."""
+        for i in block:
+            b = blobs[(i + 1) % len(blobs)]
+            write_encoded_day(cubes["fresh"], b, day=dates[i], spec=spec, staging=staging)
+
+    # blocks of days, the variants interleaved (order rotated per block) so that all see the same
+    # machine load; each variant's time summed over the blocks
+    cases: dict[str, Callable[[list[int]], Any]] = {
+        "days": eolake_days,
+        "day": eolake_day,
+        "ideal": ideal,
+        "put": put,
+        "head": head,
+        "fresh": fresh,
+    }
+    spent = dict.fromkeys([*cases, "regrid"], 0.0)
+    total = stored = 0
+    for b, first in enumerate(range(0, n_write, block_days)):
+        block = list(range(first, min(first + block_days, n_write)))
+        names = list(cases)
+        for name in names[b % len(names) :] + names[: b % len(names)]:
+            t = time.perf_counter()
+            out = cases[name](block)
+            spent[name] += time.perf_counter() - t
+            total += out if name == "ideal" else 0
+            stored += out if name == "put" else 0
+        t = time.perf_counter()
+        regrid(block)  # after "fresh" wrote the block's days
+        spent["regrid"] += time.perf_counter() - t
+    mb = stored / 1e6
+    return (
+        f"| {label} | {mb:.0f} | {mb / spent['days']:.0f} | {mb / spent['day']:.0f} | "
+        f"{total / 1e6 / spent['ideal']:.0f} | **{spent['ideal'] / spent['days']:.2f}** | "
+        f"{spent['ideal'] / spent['day']:.2f} | {mb / spent['put']:.0f} | "
+        f"**{spent['put'] / spent['head']:.2f}** | {spent['put'] / spent['fresh']:.2f} | "
+        f"{spent['put'] / spent['regrid']:.2f} |"
+    )
 
 
 def compress(codec: Any, chunk: np.ndarray) -> bytes:
@@ -351,6 +388,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ts-days", type=int, default=3 * 365)
     ap.add_argument("--write-days", type=int, default=30)
+    ap.add_argument("--block-days", type=int, default=5, help="days per interleaved block of the write cases")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--distinct-days", type=int, default=4)
     ap.add_argument("--skip", nargs="*", default=[], choices=["codecs", "reads", "writes"])
@@ -364,7 +402,7 @@ def main() -> None:
         if "reads" not in args.skip:
             bench_reads(tmp, spec, days, args.ts_days, args.repeat)
         if "writes" not in args.skip:
-            bench_writes(tmp, spec, days, args.write_days)
+            bench_writes(tmp, spec, days, args.write_days, args.block_days)
 
 
 if __name__ == "__main__":

@@ -398,15 +398,55 @@ def encode_day(fields: xr.Dataset, spec: CubeSpec) -> dict[str, bytes | None]:
         raise ValueError(
             f"fields have shape {dict(fields.sizes)}, cube grid {spec.grid.grid_id} needs {(n_lat, n_lon)}"
         )
+    if spec.codec != "zstd":
+        return encode_day_with_zarr(fields, spec)
+    return {name: _zstd_shard(_day_values(fields, name), spec) for name in DATA_VARS}
+
+
+def _day_values(fields: xr.Dataset, name: str) -> np.ndarray:
+    return np.asarray(fields[name].values, dtype=np.int32 if name == "count" else np.float32)
+
+
+def _zstd_shard(values: np.ndarray, spec: CubeSpec) -> bytes | None:
+    """A Zarr v3 shard of one variable-day (dims (lat, lon)), byte for byte what Zarr's sharding codec writes
+    with the cube's codecs (bytes little-endian, zstd; index at the end: (offset, nbytes) uint64 per inner
+    chunk in Morton order, then its CRC32C), without Zarr's per-chunk machinery: inner chunks that are all
+    fill (NaN, or 0 for ``count``) are left out; None when all are."""
+    import google_crc32c
+    import numcodecs
+    from zarr.core.indexing import morton_order_iter
+
+    _, cl, cw = spec.chunks
+    _, sl, sw = spec.shards
+    fill_is_nan = values.dtype.kind == "f"
+    if values.shape != (sl, sw):  # the shard's edge beyond the grid holds the fill value
+        padded = np.full((sl, sw), np.nan if fill_is_nan else 0, dtype=values.dtype)
+        padded[: values.shape[0], : values.shape[1]] = values
+        values = padded
+    zstd = numcodecs.Zstd(level=spec.zstd_level)
+    index = np.full((sl // cl, sw // cw, 2), 2**64 - 1, dtype="<u8")
+    parts: list[bytes] = []
+    offset = 0
+    for r, c in morton_order_iter((sl // cl, sw // cw)):
+        chunk = values[r * cl : (r + 1) * cl, c * cw : (c + 1) * cw]
+        if np.isnan(chunk).all() if fill_is_nan else not chunk.any():
+            continue
+        data = bytes(zstd.encode(np.ascontiguousarray(chunk, dtype=chunk.dtype.newbyteorder("<"))))
+        index[r, c] = (offset, len(data))
+        parts.append(data)
+        offset += len(data)
+    if not parts:
+        return None
+    raw = index.tobytes()
+    return b"".join([*parts, raw, np.array([google_crc32c.value(raw)], dtype="<u4").tobytes()])
+
+
+def encode_day_with_zarr(fields: xr.Dataset, spec: CubeSpec) -> dict[str, bytes | None]:
+    """:func:`encode_day` through Zarr itself (a one-day cube in memory): any codec; the reference the
+    direct zstd encoder is tested against."""
     mem = zarr.storage.MemoryStore()
     day_ds = xr.Dataset(
-        {
-            name: (
-                ("time", "lat", "lon"),
-                fields[name].values[None].astype(np.int32 if name == "count" else np.float32),
-            )
-            for name in DATA_VARS
-        }
+        {name: (("time", "lat", "lon"), _day_values(fields, name)[None]) for name in DATA_VARS}
     )
     enc = {k: v for k, v in _encoding(spec).items() if k in DATA_VARS}
     _to_zarr(day_ds, mem, mode="w", encoding=enc)

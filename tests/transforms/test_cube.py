@@ -79,3 +79,35 @@ def test_days_before_the_record_and_wrong_grids_are_refused(tmp_path: Path) -> N
     other = CubeSpec(**{**SPEC.__dict__, "grid": GridSpec(1.0, (0.0, 40.0, 10.0, 50.0))})
     with pytest.raises(ValueError, match="grid"):
         write_day(store, _fields(1.0), day=dt.date(2020, 3, 1), spec=other)
+
+
+@pytest.mark.parametrize(
+    ("grid", "chunk"),
+    [(GRID, 8), (GridSpec(1.0), 360), (GridSpec(1.0), 64), (GridSpec(0.5, (-10.0, 30.0, 30.0, 60.0)), 16)],
+)
+def test_encode_day_writes_the_bytes_zarr_writes(grid: GridSpec, chunk: int) -> None:
+    """The direct zstd shard encoder gives exactly Zarr's own shard bytes: inner chunks in Morton order,
+    all-fill chunks left out, the edge padded with fill, the index and its CRC32C at the end."""
+    from transforms.cube import encode_day, encode_day_with_zarr
+
+    spec = CubeSpec(**{**SPEC.__dict__, "grid": grid, "chunk_lat": chunk, "chunk_lon": chunk})
+    rng = np.random.default_rng(chunk)
+    shape = grid.shape
+    seen = rng.random(shape) > 0.3
+    seen[: shape[0] // 2, : shape[1] // 3] = False  # whole inner chunks of fill
+    count = np.where(seen, rng.integers(1, 9, shape), 0).astype(np.int32)
+    mean = np.where(seen, rng.normal(3e-5, 1e-5, shape), np.nan).astype(np.float32)
+    fields = xr.Dataset(
+        {
+            "mean": (("lat", "lon"), mean),
+            "uncertainty": (("lat", "lon"), np.abs(mean) / 10),
+            "count": (("lat", "lon"), count),
+            "weight": (("lat", "lon"), count.astype(np.float64)),  # cast to float32 by both
+        }
+    )
+    assert encode_day(fields, spec) == encode_day_with_zarr(fields, spec)
+    empty = fields.copy(deep=True)
+    for name in ("mean", "uncertainty", "weight"):
+        empty[name][:] = np.nan
+    empty["count"][:] = 0
+    assert encode_day(empty, spec) == encode_day_with_zarr(empty, spec) == dict.fromkeys(DATA_VARS)
