@@ -7,12 +7,16 @@ cell: 1 for centre binning; for footprints the area of the pixel polygon inside 
 polygon's area, so Σ f over the grid is 1 for a pixel inside it and the weighted sum is conserved.
 
 Footprints are cut in the equal-area plane (longitude, sin latitude), in which every grid cell is a
-rectangle and areas are proportional to areas on the sphere. The area of a pixel in a cell comes from the
-closed-form area of the polygon below-left of each cell corner (Green's theorem; no polygon clipping).
+rectangle and areas are proportional to areas on the sphere; no polygon clipping. A pixel over at most two
+rows (nearly all of them on fine grids) takes the strip path: its area left of each column edge, and the part
+of that below the row edge, by Green's theorem over its edges slid along themselves onto the cut lines
+(branch-free scalar code); a column's cells are differences of consecutive ones. Any other pixel takes the
+general path: the closed-form area of the polygon below-left of each cell corner, by inclusion–exclusion.
 Longitudes are unwrapped corner to corner, so a pixel straddling ±180° stays one small polygon; its parts
 beyond the grid's east edge wrap to the west edge (columns modulo 360°). A pixel whose corners wind around a
-pole is closed along that pole. Kernels are compiled with numba without ``fastmath``, so NaN tests stay in:
-pixels with a non-finite value, uncertainty, centre or corner are skipped.
+pole is closed along that pole. No fast-math that could drop NaN tests (``nnan``/``ninf``): pixels with a
+non-finite value, uncertainty, centre or corner are skipped. The footprint code only lets LLVM fuse
+multiply-adds (``contract``); the centre kernel has no fast-math at all.
 """
 
 from __future__ import annotations
@@ -337,9 +341,12 @@ def footprint_kernel(
     n_lat: int,
     n_lon: int,
     sums: Any,
+    strips: bool = True,
 ) -> int:
     """Spread each pixel over the cells its corner polygon covers, by area. lat_b/lon_b: (pixel, corner)
-    degrees in S5P corner order (4 corners). Returns the number of pixels that reached at least one cell."""
+    degrees in S5P corner order (4 corners). Returns the number of pixels that reached at least one cell.
+    ``strips=False`` sends every pixel through the general case (the reference the strip path is tested
+    against)."""
     n = lat_b.shape[0]
     n360 = round(360.0 / res)
     inv_res = 1.0 / res
@@ -420,12 +427,12 @@ def footprint_kernel(
             _add_cell(sums, i0 * n_lon + jj, 1.0, w, wv, wss)
             used += 1
             continue
-        if not polar and i1 - i0 <= 1 and i0 >= 0 and i1 < n_lat and lat_max - lat_min <= 5.0:
-            # the common case at fine resolution, ≤ 2 rows: per column, the area and its part below the row
-            # edge, as differences of the areas left of consecutive column edges (see _edge_left, _edge_low). Vertices
-            # in column units from the pixel's first column; y = sin(latitude) relative to the sine of a row
-            # edge below the pixel (tabulated on fine grids) or of its first corner: small numbers, so
-            # areas lose no digits to cancellation. All in scalars: no loop over edges, no arrays.
+        if strips and not polar and i1 - i0 <= 1 and i0 >= 0 and i1 < n_lat and lat_max - lat_min <= 5.0:
+            # the strip path (≤ 2 rows): per column, the area and its part below the row edge, as
+            # differences of the areas left of consecutive column edges (_edge_left, _edge_low). Vertices in
+            # column units from the pixel's first column; y = sin(latitude) relative to the sine of a row edge
+            # below the pixel (tabulated on fine grids) or of its first corner: small numbers, so areas lose
+            # no digits to cancellation. All in scalars: no loop over edges, no arrays.
             if res <= 1.0:
                 ref, y_off, c0 = south + i0 * res, y_edge[i0], c_edge[i0]
             else:

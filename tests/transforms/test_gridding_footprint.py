@@ -10,6 +10,7 @@ import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from transforms import footprint
 from transforms.errors import InputError
 from transforms.grid import GridSpec
 from transforms.gridding import (
@@ -248,3 +249,68 @@ def test_footprint_binning_conserves_the_weighted_sum(pixels, res, weighting) ->
     # footprint and centre binning agree on the totals
     centre = bin_centres(obs, GridSpec(res), weighting=weighting)
     assert int(centre["count"].sum()) == len(pixels)
+
+
+def _quads(rng: np.random.Generator, n: int, res: float, lat: tuple[float, float]) -> tuple[np.ndarray, ...]:
+    """n random pixels, dims (pixel, corner): parallelograms of random size (up to ~2.5 cells) and
+    orientation, corners jittered (some not convex), half of them clockwise, some across ±180."""
+    la = rng.uniform(*lat, n)
+    lo = rng.uniform(-180.0, 180.0, n)
+    a = rng.uniform(0.05, 1.2, n)[:, None] * res
+    b = rng.uniform(0.05, 1.2, n)[:, None] * res
+    t = rng.uniform(0.0, np.pi, n)[:, None]
+    u = np.array([-1.0, 1.0, 1.0, -1.0]) * a
+    v = np.array([-1.0, -1.0, 1.0, 1.0]) * b
+    dy = u * np.sin(t) + v * np.cos(t) + rng.normal(0.0, 0.1, (n, 4)) * res
+    dx = u * np.cos(t) - v * np.sin(t) + rng.normal(0.0, 0.1, (n, 4)) * res
+    lat_b, lon_b = la[:, None] + dy, lo[:, None] + dx / np.cos(np.radians(la))[:, None]
+    cw = rng.random(n) < 0.5
+    lat_b[cw], lon_b[cw] = lat_b[cw, ::-1], lon_b[cw, ::-1]
+    lon_b = (lon_b + 180.0) % 360.0 - 180.0
+    return lat_b, lon_b, rng.normal(5.0, 2.0, n), rng.uniform(0.5, 2.0, n)
+
+
+def _cells_spanned(lat_b: np.ndarray, lon_b: np.ndarray, res: float) -> list[tuple[int, int]]:
+    """(rows, columns) of cells each pixel's bounding box spans."""
+    step = (np.diff(lon_b, axis=1) + 180.0) % 360.0 - 180.0
+    lon_u = np.concatenate([lon_b[:, :1], lon_b[:, :1] + np.cumsum(step, axis=1)], axis=1)
+    rows = np.floor(lat_b.max(1) / res) - np.floor(lat_b.min(1) / res) + 1
+    cols = np.floor(lon_u.max(1) / res) - np.floor(lon_u.min(1) / res) + 1
+    return list(zip(rows.astype(int).tolist(), cols.astype(int).tolist(), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("grid", "lat"),
+    [
+        (GridSpec(0.25), (-70.0, 70.0)),
+        (GridSpec(0.25), (70.0, 88.0)),  # wide pixels near the pole (not around it)
+        (GridSpec(0.5, (170.0, -30.0, 200.0, 30.0)), (-31.0, 31.0)),  # regional, across ±180, edges
+    ],
+)
+def test_strip_path_equals_the_general_path_for_each_pixel_shape(grid: GridSpec, lat) -> None:
+    # pixels over ≤ 2 rows take the strip path (areas left of each column edge by clipping the edges); the
+    # general path (inclusion–exclusion of corner areas) must give the same cells, shares and counts
+    rng = np.random.default_rng(11)
+    lat_b, lon_b, value, sigma = _quads(rng, 20_000, grid.resolution, lat)
+    shapes = np.array(_cells_spanned(lat_b, lon_b, grid.resolution))
+    west, south, _, _ = grid.bounds
+    n_lat, n_lon = grid.shape
+    tested = []
+    for shape in sorted({s for s in map(tuple, shapes.tolist()) if s[0] <= 2 and s != (1, 1)}):
+        pick = (shapes == shape).all(axis=1)
+        if pick.sum() < 20:
+            continue
+        tested.append(shape)
+        sums = {}
+        for strips in (True, False):
+            sums[strips] = np.zeros((n_lat * n_lon, 4))
+            footprint.footprint_kernel(
+                lat_b[pick], lon_b[pick], value[pick], sigma[pick], True,
+                south, west, grid.resolution, n_lat, n_lon, sums[strips], strips,
+            )  # fmt: skip
+        assert sums[True][:, 0].sum() > 0, f"no {shape} pixel landed on the grid"
+        np.testing.assert_array_equal(sums[True][:, 3], sums[False][:, 3], err_msg=f"counts, {shape}")
+        np.testing.assert_allclose(
+            sums[True][:, :3], sums[False][:, :3], rtol=1e-9, atol=1e-12, err_msg=f"{shape}"
+        )
+    assert len(tested) >= 6 and ((2, 2) in tested or lat[0] >= 70.0), tested
