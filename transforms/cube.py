@@ -316,6 +316,12 @@ def _axis_length(store: Store, spec: CubeSpec) -> int | None:
     return None if root is None else int(_members(root)["time"].shape[0])
 
 
+async def _axis_and_data(store: Store, spec: CubeSpec, day: dt.date) -> tuple[int | None, bool]:
+    """:func:`_axis_length`, and whether ``day`` has a ``count`` object, concurrently."""
+    root, has_data = await asyncio.gather(_root(store, spec), store.exists(day_keys(spec, day)["count"]))
+    return (None if root is None else int(_members(root)["time"].shape[0])), has_data
+
+
 def _extend_axis(store: Store, spec: CubeSpec, n_days: int) -> None:
     """Grow the time axis to ``n_days``: every day it adds must already be complete or hold no object."""
 
@@ -748,8 +754,11 @@ def write_encoded_days(
     records = []
     for day, blobs, record in days:
         i = spec.day_index(day)
-        if n_axis is None:
-            n_axis = _axis_length(store, spec)
+        has_data = None
+        if (
+            n_axis is None
+        ):  # the axis, and whether the first day has data in case it is inside: one round trip
+            n_axis, has_data = sync(_axis_and_data(store, spec, day))
             if n_axis is None:
                 _create_cube(store, spec, i)
                 n_axis = i
@@ -759,7 +768,11 @@ def write_encoded_days(
             head = max(head, i)
             records.append(dict(record or {}))
         else:
-            records.append(_write_inside_axis(store, staging, blobs, spec=spec, day=day, record=record or {}))
+            records.append(
+                _write_inside_axis(
+                    store, staging, blobs, spec=spec, day=day, record=record or {}, has_data=has_data
+                )
+            )
     if grow and n_axis is not None and head >= n_axis:
         _extend_axis(store, spec, head + 1)
     return records
@@ -773,9 +786,13 @@ def _write_inside_axis(
     spec: CubeSpec,
     day: dt.date,
     record: Mapping[str, Any],
+    has_data: bool | None = None,
 ) -> dict[str, Any]:
-    """A day inside the axis: in place behind an intent manifest when it holds no data, else staged."""
-    if not _exist(store, [day_keys(spec, day)["count"]])[0]:
+    """A day inside the axis: in place behind an intent manifest when it holds no data (no ``count``
+    object; ``has_data``: already checked), else staged."""
+    if has_data is None:
+        has_data = _exist(store, [day_keys(spec, day)["count"]])[0]
+    if not has_data:
         return write_in_place(store, staging, blobs, spec=spec, day=day, record=record)
     manifest = stage_day(staging, blobs, day=day, record=record)
     return _publish(store, staging, spec, day, manifest, blobs)
