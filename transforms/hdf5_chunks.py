@@ -73,7 +73,7 @@ def read_into(
 ) -> None:
     """Read all of ``ds`` into ``out`` (its shape and dtype, C-contiguous): what ``ds.read_direct(out)``
     gives, bit for bit, through the chunk path when :func:`chunk_plan` allows it. ``executor`` (optional)
-    inflates chunks in its threads (if libdeflate and the unshuffle loop release the GIL); HDF5 is called from
+    inflates chunks in its threads (libdeflate and the unshuffle loop release the GIL); HDF5 is called from
     this thread only. Raises :class:`GranuleReadError` naming granule ``label``, the variable and the chunk
     when a chunk can be read neither way."""
     if out.shape != ds.shape or out.dtype != ds.dtype or not out.flags.c_contiguous:

@@ -115,6 +115,22 @@ def test_edge_chunks_in_every_dim_and_regions_that_are_not_contiguous() -> None:
             np.testing.assert_array_equal(_same_as_h5py(ds), data)
 
 
+def test_read_pixels_in_threads_gives_the_same_pixels(granule: Path) -> None:
+    alone = read_pixels(granule, product="no2")
+    with ThreadPoolExecutor(2) as pool:
+        threaded = read_pixels(granule, product="no2", executor=pool)
+    for field in (
+        "value",
+        "uncertainty",
+        "qa",
+        "latitude",
+        "longitude",
+        "latitude_bounds",
+        "longitude_bounds",
+    ):
+        assert getattr(threaded, field).tobytes() == getattr(alone, field).tobytes(), field
+
+
 def test_threads_give_the_same_result(granule: Path) -> None:
     with h5py.File(granule, "r") as f, ThreadPoolExecutor(2) as pool:
         for var in (
