@@ -174,6 +174,16 @@ def throughput(
 
             return _each(one, granules, threads)
 
+        def sha256_alone() -> int:
+            """SHA-256 of the upstream files (read from the page cache): the floor of any verified copy."""
+
+            def one(g: UpstreamGranule) -> int:
+                with upstream_files[g.name.filename].open("rb") as f:
+                    assert hashlib.file_digest(f, "sha256").hexdigest() == g.sha256
+                return g.size or 0
+
+            return _each(one, granules, threads)
+
         def transfer_only(lake: Lake) -> int:
             """fetch_granule without the product-reader pass: stream, hash, verify, commit."""
 
@@ -205,6 +215,7 @@ def throughput(
             "s3 eolake": s3_eolake,
             "full check": lambda: reader_check(True),
             "structure check": lambda: reader_check(False),
+            "sha256 alone": sha256_alone,
             "local transfer only": lambda: transfer_only(open_lake(str(_fresh_local(tmp / "bare")))),
             "s3 transfer only": lambda: transfer_only(ready["s3 transfer only"]),
         }

@@ -143,6 +143,7 @@ class _S3Target:
         fd, self.spool = tempfile.mkstemp(prefix="eolake-", suffix=f"-{posixpath.basename(path)}")
         self.local: IO[bytes] = os.fdopen(fd, "wb")
         self._last: _Background | None = None
+        self._start: _Background | None = None
         try:
             self.file: Any = self._open()
         except BaseException:
@@ -151,11 +152,26 @@ class _S3Target:
 
     def _open(self) -> Any:
         # autocommit=False: even a file smaller than a part goes up as a (one-part) multipart upload, which
-        # stays invisible until commit() completes it
-        return self.fs.open(self.path, "wb", block_size=self.part_size, autocommit=False)
+        # stays invisible until commit() completes it. The upload is created on a thread while the first
+        # bytes arrive (one round-trip off the transfer); :meth:`_started` waits for it before any part.
+        f = self.fs.open(self.path, "wb", block_size=self.part_size, autocommit=False)
+        self._start = _Background(self._create_upload, f)
+        return f
+
+    @staticmethod
+    def _create_upload(f: Any) -> None:
+        f._initiate_upload()  # what fsspec's first flush does (offset None → 0, then initiate)
+        f.offset = 0
+
+    def _started(self) -> None:
+        start, self._start = self._start, None
+        if start is not None:
+            start.wait()
 
     def write(self, data: bytes, /) -> object:
         self.local.write(data)
+        if self._start is not None and self.file.buffer.tell() + len(data) >= self.part_size:
+            self._started()  # this write uploads a part
         return self.file.write(data)
 
     def restart(self) -> None:
@@ -168,6 +184,7 @@ class _S3Target:
         """Flush the spool, and upload the remaining bytes as the last part on a thread meanwhile."""
         self.local.flush()
         if self._last is None:
+            self._started()
             self._last = _Background(self.file.flush, True)
         return self.spool
 
@@ -176,6 +193,7 @@ class _S3Target:
         quarantined file never appears at the final key)."""
         try:
             if dest is None:
+                self._started()
                 last, self._last = self._last, None
                 if last is None:
                     self.file.flush(force=True)
@@ -198,6 +216,8 @@ class _S3Target:
 
     def _discard(self) -> None:
         """Abort the upload (once its last part is no longer going up); never complete it."""
+        with contextlib.suppress(Exception):
+            self._started()
         last, self._last = self._last, None
         if last is not None:
             with contextlib.suppress(Exception):
