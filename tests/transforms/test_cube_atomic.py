@@ -242,6 +242,16 @@ def test_on_s3_fresh_days_go_in_place_and_a_regrid_is_copied_server_side(s3_serv
     assert staged_days(staging) == [] and not lake.fs.find(lake.path("staging"))
     assert np.nanmax(_mean(store, D1)) == 3.0
     np.testing.assert_array_equal(open_cube(store).sel(time=str(D2))["mean"].values, before)
+    # a crashed head day: shards beyond the axis, found by listing and deleted by the next run's recovery
+    d3 = D2 + dt.timedelta(days=1)
+    leftovers = [lake.path(f"cube.zarr/{day_keys(SPEC, d3)[n]}") for n in ("mean", "count")]
+    for path in leftovers:
+        lake.fs.pipe_file(path, b"partial")
+    assert recover_staged(store, staging, SPEC) == []
+    lake.fs.invalidate_cache()
+    assert not any(lake.fs.exists(p) for p in leftovers) and lake.fs.exists(
+        lake.path(f"cube.zarr/{day_keys(SPEC, D2)['mean']}")
+    )
 
 
 class ObservedStore(zarr.storage.LocalStore):
