@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from typing import Any
 
 import pandas as pd
@@ -18,7 +18,6 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from catalog.items import granule_collection_id
 from flows.artifacts import report_harvest, timed
 from flows.progress import completed
 from flows.retries import RETRIES, RETRY_DELAYS_S, retry_condition
@@ -116,10 +115,15 @@ def harvest_granules(
                 if len(sources) == 1:
                     raise
                 summary = _failed_summary(name, exc)
-        links = [
-            open_lake(lake).url_of("stac", granule_collection_id(product), "items", f"{gid}.json")
-            for gid in summary["harvested_ids"]
-        ]
+        links: list[str] = []
+        if summary["harvested_ids"]:
+            from catalog.items import granule_collection_id  # pystac + shapely: only when items were written
+
+            collection = granule_collection_id(product)
+            links = [
+                open_lake(lake).url_of("stac", collection, "items", f"{g}.json")
+                for g in summary["harvested_ids"]
+            ]
         report_harvest(summary, product=product, seconds=clock["seconds"], item_links=links)
         summaries.append(summary)
     if len(summaries) == 1:
@@ -183,7 +187,9 @@ def _harvest(
         except SourceError as exc:
             download_failures += 1
             rows.append(failed_row(g, source=source, error=exc, attempts=attempts[g.granule_id]))
-    with writer_lock(product):  # state, then catalog: one writer per product at a time
+    # a settled no-op writes nothing: no writer slot (three round trips to the Prefect server)
+    settled = not rows and not incremental and resolve_versions(ledger).empty
+    with nullcontext() if settled else writer_lock(product):  # state, then catalog: one writer per product
         ledger = upsert_granules(the_lake, rows)
         changes = resolve_versions(ledger)
         if not changes.empty:
