@@ -149,58 +149,54 @@ def _decode_chunk(
 
 
 def _unshuffle_into(src: npt.NDArray[np.uint8], plan: ChunkPlan, dst: npt.NDArray[np.uint8]) -> None:
-    """The first ``len(dst)`` bytes of the decoded chunk whose inflated bytes are ``src``, into ``dst``."""
-    if plan.shuffled:
-        _unshuffle(src, plan.itemsize, dst)
-    else:
+    """The first ``len(dst)`` bytes of the decoded chunk whose inflated bytes are ``src``, into ``dst``. HDF5's
+    shuffle stores byte b of each of the chunk's n items in plane ``src[b*n:(b+1)*n]``; items of 2, 4 or 8
+    bytes are assembled as little-endian words from the planes (loops the compiler vectorises, each compiled
+    on first use), others byte by byte."""
+    if not plan.shuffled:
         dst[:] = src[: dst.shape[0]]
+        return
+    size = plan.itemsize
+    n = src.shape[0] // size
+    p = [src[b * n : (b + 1) * n] for b in range(size)]
+    if _LITTLE_ENDIAN and size == 2:
+        _words2(p[0], p[1], dst.view(np.uint16))
+    elif _LITTLE_ENDIAN and size == 4:
+        _words4(p[0], p[1], p[2], p[3], dst.view(np.uint32))
+    elif _LITTLE_ENDIAN and size == 8:
+        _words8(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], dst.view(np.uint64))
+    else:
+        _interleave(src, size, dst)
 
 
 @numba.njit(cache=True, nogil=True)
-def _unshuffle(src: Any, itemsize: Any, dst: Any) -> None:
-    """Undo HDF5's shuffle: ``src`` holds byte plane b of n items at ``src[b*n:(b+1)*n]``; write the first
-    ``len(dst) // itemsize`` items, bytes interleaved, into ``dst`` (all uint8). Items of 2, 4 or 8 bytes are
-    assembled as little-endian words from one slice per plane (a loop the compiler vectorises)."""
-    n = src.shape[0] // itemsize
-    m = dst.shape[0] // itemsize
-    if _LITTLE_ENDIAN and itemsize == 2:
-        d2 = dst.view(np.uint16)
-        a0, a1 = src[:n], src[n : 2 * n]
-        for i in range(m):
-            d2[i] = np.uint16(a0[i]) | (np.uint16(a1[i]) << 8)
-    elif _LITTLE_ENDIAN and itemsize == 4:
-        d4 = dst.view(np.uint32)
-        b0, b1, b2, b3 = src[:n], src[n : 2 * n], src[2 * n : 3 * n], src[3 * n : 4 * n]
-        for i in range(m):
-            d4[i] = (
-                np.uint32(b0[i])
-                | (np.uint32(b1[i]) << 8)
-                | (np.uint32(b2[i]) << 16)
-                | (np.uint32(b3[i]) << 24)
-            )
-    elif _LITTLE_ENDIAN and itemsize == 8:
-        d8 = dst.view(np.uint64)
-        c0, c1, c2, c3 = src[:n], src[n : 2 * n], src[2 * n : 3 * n], src[3 * n : 4 * n]
-        c4, c5, c6, c7 = src[4 * n : 5 * n], src[5 * n : 6 * n], src[6 * n : 7 * n], src[7 * n : 8 * n]
-        for i in range(m):
-            lo = (
-                np.uint64(c0[i])
-                | (np.uint64(c1[i]) << 8)
-                | (np.uint64(c2[i]) << 16)
-                | (np.uint64(c3[i]) << 24)
-            )
-            hi = (
-                np.uint64(c4[i])
-                | (np.uint64(c5[i]) << 8)
-                | (np.uint64(c6[i]) << 16)
-                | (np.uint64(c7[i]) << 24)
-            )
-            d8[i] = lo | (hi << 32)
-    else:
-        for b in range(itemsize):
-            base = b * n
-            for i in range(m):
-                dst[i * itemsize + b] = src[base + i]
+def _words2(p0: Any, p1: Any, out: Any) -> None:
+    for i in range(out.shape[0]):
+        out[i] = np.uint16(p0[i]) | (np.uint16(p1[i]) << 8)
+
+
+@numba.njit(cache=True, nogil=True)
+def _words4(p0: Any, p1: Any, p2: Any, p3: Any, out: Any) -> None:
+    for i in range(out.shape[0]):
+        out[i] = (
+            np.uint32(p0[i]) | (np.uint32(p1[i]) << 8) | (np.uint32(p2[i]) << 16) | (np.uint32(p3[i]) << 24)
+        )
+
+
+@numba.njit(cache=True, nogil=True)
+def _words8(p0: Any, p1: Any, p2: Any, p3: Any, p4: Any, p5: Any, p6: Any, p7: Any, out: Any) -> None:
+    for i in range(out.shape[0]):
+        lo = np.uint64(p0[i]) | (np.uint64(p1[i]) << 8) | (np.uint64(p2[i]) << 16) | (np.uint64(p3[i]) << 24)
+        hi = np.uint64(p4[i]) | (np.uint64(p5[i]) << 8) | (np.uint64(p6[i]) << 16) | (np.uint64(p7[i]) << 24)
+        out[i] = lo | (hi << 32)
+
+
+@numba.njit(cache=True, nogil=True)
+def _interleave(src: Any, size: Any, dst: Any) -> None:
+    n = src.shape[0] // size
+    for b in range(size):
+        for i in range(dst.shape[0] // size):
+            dst[i * size + b] = src[b * n + i]
 
 
 def _read_chunk_with_h5py(

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tests.transforms.test_s5p import T_REF, _name, _swath
 from transforms.errors import GranuleReadError
-from transforms.hdf5_chunks import ChunkPlan, chunk_plan, read_array, read_into
+from transforms.hdf5_chunks import ChunkPlan, _interleave, chunk_plan, read_array, read_into
 from transforms.s5p import read_pixels, write_s5p_l2
 
 
@@ -105,6 +105,17 @@ def test_any_shape_chunking_and_type_reads_bit_identically(
         )
         assert chunk_plan(ds) is not None
         assert _same_as_h5py(ds).tobytes() == data.tobytes()
+
+
+@pytest.mark.parametrize("itemsize", [1, 2, 3, 4, 8])
+def test_the_byte_by_byte_unshuffle_matches_numpy(itemsize: int) -> None:
+    """The loop used for odd item sizes and on big-endian hosts (the word loops cover the rest here)."""
+    n = 37
+    src = np.random.default_rng(itemsize).integers(0, 256, n * itemsize).astype(np.uint8)
+    expected = src.reshape(itemsize, n).T.reshape(-1)
+    dst = np.empty((n - 5) * itemsize, dtype=np.uint8)  # an edge chunk: only the first items
+    _interleave(src, itemsize, dst)
+    np.testing.assert_array_equal(dst, expected[: dst.size])
 
 
 def test_edge_chunks_in_every_dim_and_regions_that_are_not_contiguous() -> None:
