@@ -6,17 +6,19 @@
 
    - local plain: ``requests`` streaming each body to a file (no checks);
    - local eolake: ``infra.harvest.harvest_granule`` (streamed to ``raw/.partial``, SHA-256, size and checksum
-     checked against the STAC item, the readability check ``infra.transfer._unreadable`` — the lean pixel read
-     gridding uses, by path — fsynced, renamed);
+     checked against the STAC item, the readability check ``infra.transfer._unreadable`` — structural, as the
+     published checksum matched (``EOLAKE_HARVEST_CHECK=auto``) — fsynced, renamed);
    - S3 plain: the same body streamed to a local temporary file, then ``s3fs.put`` to the real S3 server
      (``rclone serve s3``, started here and stopped by PID); also reported: streaming the body straight into
      ``s3fs`` ``open('wb')`` (a plain multipart upload);
    - S3 eolake: ``harvest_granule`` into an ``s3://`` lake (a multipart upload to the final key plus a local
      spool copy; size, checksum and the readability check of the spool pass before the upload is completed).
+     The lake is opened (its bucket created) before the case is timed, as the plain copies' bucket is.
 
    Ratio = eolake MB/s / plain MB/s in the same round (goal ≥ 0.8); the order of the cases alternates by round.
-   ``reader check`` times the readability check alone (over the upstream files); ``transfer only`` is
-   eolake's transfer without it (stream, hash, verify size and checksum, fsync+rename or complete).
+   ``full check`` and ``structure check`` time the two readability checks alone (over the upstream files),
+   ``sha256 alone`` hashes the same files; ``transfer only`` is eolake's transfer without the check (stream,
+   hash, verify size and checksum, fsync+rename or complete).
    ``--threads 4`` copies four granules at a time in every case (as the flow does).
 
 2. No-op re-run. A catalog of ``--noop-items`` (default 10,000) granule items (synthetic names and footprints,
