@@ -18,6 +18,18 @@ from infra.services import Service, start_prefect_server, start_s3_server
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Bytecode for every Python process of the session (this one, the ``eolake`` subprocesses, the servers and
+    dask workers it starts) is cached under ``.pytest_cache/pycache`` (or an existing ``PYTHONPYCACHEPREFIX``),
+    as an installed package's would be: with ``PYTHONDONTWRITEBYTECODE`` set (as on these machines) each of the
+    suite's ~200 process starts compiled its ~900 modules from source, ~1 s of CPU each."""
+    prefix = os.environ.get("PYTHONPYCACHEPREFIX") or str(REPO / ".pytest_cache" / "pycache")
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.pycache_prefix = prefix
+    sys.dont_write_bytecode = False
+
+
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     server = start_prefect_server(tmp_path_factory.mktemp("prefect-home"))
