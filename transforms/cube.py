@@ -294,19 +294,22 @@ async def _root(store: Store, spec: CubeSpec) -> GroupMetadata | None:
     """The cube's root metadata with its consolidated metadata (one GET), None when there is no cube;
     ValueError when the store holds a cube on another grid."""
     try:
-        group = await AsyncGroup.open(StorePath(store), zarr_format=3, use_consolidated=True)
+        group = await AsyncGroup.open(StorePath(store), zarr_format=3, use_consolidated=None)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         return None
     existing_grid = group.metadata.attributes.get("grid_id")
     if existing_grid != spec.grid.grid_id:
         raise ValueError(f"the store holds a cube on grid {existing_grid!r}, not {spec.grid.grid_id!r}")
+    if group.metadata.consolidated_metadata is None:  # a run died between creating and consolidating
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            group = await zarr.api.asynchronous.consolidate_metadata(store)
     return group.metadata
 
 
 def _members(root: GroupMetadata) -> dict[str, ArrayV3Metadata]:
     consolidated = root.consolidated_metadata
-    if consolidated is None:
-        raise ValueError("the cube has no consolidated metadata: re-create it with ensure_cube")
+    assert consolidated is not None  # _root consolidates
     return {k: m for k, m in consolidated.metadata.items() if isinstance(m, ArrayV3Metadata)}
 
 

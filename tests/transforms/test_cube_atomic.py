@@ -381,3 +381,18 @@ def test_concurrent_writers_write_head_days_unseen_and_extend_the_axis_once(tmp_
     ensure_cube(store, SPEC, until=days[-1])
     for k, day in enumerate(days):
         assert np.nanmax(_mean(store, day)) == k + 1.0
+
+
+def test_a_cube_left_without_consolidated_metadata_is_consolidated_and_grows(tmp_path: Path) -> None:
+    """A run that died between creating the cube and consolidating it: the next write consolidates first."""
+    import json
+
+    root = tmp_path / "cube.zarr"
+    ensure_cube(zarr.storage.LocalStore(root), SPEC, until=D1)
+    meta = json.loads((root / "zarr.json").read_text())
+    meta.pop("consolidated_metadata")
+    (root / "zarr.json").write_text(json.dumps(meta))
+    store = zarr.storage.LocalStore(root)
+    write_day(store, _fields(2.0), day=D2, spec=SPEC)
+    assert open_cube(store).indexes["time"][-1] == np.datetime64(D2, "ns")
+    assert np.nanmax(_mean(store, D2)) == 2.0
