@@ -1,14 +1,15 @@
 """Chunked HDF5 variables read by inflating their stored chunks with libdeflate, bit-identical to h5py.
 
 HDF5 reading a chunk stored with shuffle + deflate (how netCDF4 and S5P L2 files store their variables)
-spends most of its time in zlib's inflate. For a chunked numeric dataset whose filter pipeline is exactly
-``deflate`` or ``shuffle, deflate``, :func:`read_into` reads each stored chunk's raw bytes (``H5Dread_chunk``,
-no filters), inflates them with libdeflate (2.1× zlib on these chunks, with zlib's checks: adler-32,
-truncation, size), unshuffles them with a compiled loop and copies the chunk's part inside the dataset (edge chunks
-clipped) into the output. Every other case is read by h5py itself: other filters or filter order, contiguous,
-compact or virtual layouts, unallocated chunks, a dtype conversion. A chunk stored with a filter skipped, or
-one that fails to inflate to its exact size, is read again by h5py alone; when h5py cannot read it either,
-:class:`~transforms.errors.GranuleReadError` names the variable and the chunk.
+spends most of its time in zlib's inflate. For a chunked integer or float dataset whose filter pipeline is
+exactly ``deflate`` or ``shuffle, deflate``, :func:`read_into` reads each stored chunk's raw bytes
+(``H5Dread_chunk``, no filters), inflates them with libdeflate (2.1× zlib on these chunks; it checks the
+adler-32 and truncation, and the size is checked here), unshuffles them with compiled loops and copies the
+chunk's part of the dataset (edge chunks clipped) into the output. Every other case is read by h5py itself:
+other filters or filter order, contiguous, compact or virtual layouts, unwritten chunks, a dtype conversion.
+A chunk stored with a filter skipped, or one that does not inflate to exactly one chunk, is read again by h5py
+alone; when h5py cannot read it either, :class:`~transforms.errors.GranuleReadError` names the variable and
+the chunk.
 """
 
 from __future__ import annotations
@@ -127,10 +128,12 @@ def _decode_chunk(
     offset, filter_mask, raw = chunk
     if filter_mask:
         return ValueError(f"stored with filters skipped (filter mask {filter_mask:#x})")
-    try:  # fails unless the zlib stream is whole, its adler-32 right and it inflates to exactly one chunk
+    try:  # fails unless the zlib stream is whole, its adler-32 right and it fits in one chunk
         data = deflate.zlib_decompress(raw, plan.nbytes)
     except deflate.DeflateError as err:
         return ValueError(f"inflate: {err}")
+    if len(data) != plan.nbytes:  # a shorter stream is no error to libdeflate
+        return ValueError(f"inflates to {len(data)} bytes, not {plan.nbytes}")
     src = np.frombuffer(data, dtype=np.uint8)
     region = _region(offset, plan, out.shape)
     extent = [s.stop - s.start for s in region]
@@ -149,10 +152,10 @@ def _decode_chunk(
 
 
 def _unshuffle_into(src: npt.NDArray[np.uint8], plan: ChunkPlan, dst: npt.NDArray[np.uint8]) -> None:
-    """The first ``len(dst)`` bytes of the decoded chunk whose inflated bytes are ``src``, into ``dst``. HDF5's
-    shuffle stores byte b of each of the chunk's n items in plane ``src[b*n:(b+1)*n]``; items of 2, 4 or 8
-    bytes are assembled as little-endian words from the planes (loops the compiler vectorises, each compiled
-    on first use), others byte by byte."""
+    """The first ``len(dst)`` bytes of the decoded chunk whose inflated bytes are ``src``, into ``dst``.
+    HDF5's shuffle stores byte b of each of the chunk's n items in plane ``src[b*n:(b+1)*n]``; items of 2, 4
+    or 8 bytes are assembled as little-endian words from the planes (loops the compiler vectorises, each
+    compiled on first use), others byte by byte."""
     if not plan.shuffled:
         dst[:] = src[: dst.shape[0]]
         return
@@ -171,12 +174,14 @@ def _unshuffle_into(src: npt.NDArray[np.uint8], plan: ChunkPlan, dst: npt.NDArra
 
 @numba.njit(cache=True, nogil=True)
 def _words2(p0: Any, p1: Any, out: Any) -> None:
+    """``out[i]`` (uint16) from byte planes ``p0`` (low) and ``p1``."""
     for i in range(out.shape[0]):
         out[i] = np.uint16(p0[i]) | (np.uint16(p1[i]) << 8)
 
 
 @numba.njit(cache=True, nogil=True)
 def _words4(p0: Any, p1: Any, p2: Any, p3: Any, out: Any) -> None:
+    """``out[i]`` (uint32) from byte planes ``p0`` (low) … ``p3``."""
     for i in range(out.shape[0]):
         out[i] = (
             np.uint32(p0[i]) | (np.uint32(p1[i]) << 8) | (np.uint32(p2[i]) << 16) | (np.uint32(p3[i]) << 24)
@@ -185,6 +190,7 @@ def _words4(p0: Any, p1: Any, p2: Any, p3: Any, out: Any) -> None:
 
 @numba.njit(cache=True, nogil=True)
 def _words8(p0: Any, p1: Any, p2: Any, p3: Any, p4: Any, p5: Any, p6: Any, p7: Any, out: Any) -> None:
+    """``out[i]`` (uint64) from byte planes ``p0`` (low) … ``p7``."""
     for i in range(out.shape[0]):
         lo = np.uint64(p0[i]) | (np.uint64(p1[i]) << 8) | (np.uint64(p2[i]) << 16) | (np.uint64(p3[i]) << 24)
         hi = np.uint64(p4[i]) | (np.uint64(p5[i]) << 8) | (np.uint64(p6[i]) << 16) | (np.uint64(p7[i]) << 24)
@@ -193,6 +199,7 @@ def _words8(p0: Any, p1: Any, p2: Any, p3: Any, p4: Any, p5: Any, p6: Any, p7: A
 
 @numba.njit(cache=True, nogil=True)
 def _interleave(src: Any, size: Any, dst: Any) -> None:
+    """The first ``len(dst) // size`` items of ``size`` bytes, byte by byte, from the planes of ``src``."""
     n = src.shape[0] // size
     for b in range(size):
         for i in range(dst.shape[0] // size):

@@ -1,4 +1,4 @@
-"""The chunk path reads exactly what h5py reads, falls back to h5py where it must, and names corrupt chunks."""
+"""The chunk path reads what h5py reads, falls back to h5py where it must, and names corrupt chunks."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tests.transforms.test_s5p import T_REF, _name, _swath
 from transforms.errors import GranuleReadError
-from transforms.hdf5_chunks import ChunkPlan, _interleave, chunk_plan, read_array, read_into
+from transforms.hdf5_chunks import ChunkPlan, _decode_chunk, _interleave, chunk_plan, read_array, read_into
 from transforms.s5p import read_pixels, write_s5p_l2
 
 
@@ -210,6 +210,26 @@ def test_a_chunk_stored_with_a_filter_skipped_is_read_by_h5py(skipped: str) -> N
         ds.id.write_direct_chunk((3, 0), raw, filter_mask=mask)
         assert ds.id.get_chunk_info(1).filter_mask == mask
         np.testing.assert_array_equal(_same_as_h5py(ds), data)
+
+
+def test_a_chunk_that_inflates_short_is_never_unshuffled_past_its_end() -> None:
+    data = np.arange(6 * 4, dtype="<f4").reshape(6, 4)
+    with _memory_file() as f:
+        ds = f.create_dataset("v", data=data, chunks=(3, 4), compression="gzip", shuffle=True)
+        # a whole, valid zlib stream of 40 bytes where the chunk holds 48: HDF5 unshuffles the 10 items it
+        # got and leaves the last 2 undefined; the chunk path hands such a chunk to h5py
+        ds.id.write_direct_chunk((3, 0), zlib.compress(bytes(range(40))), filter_mask=0)
+        defined = slice(0, 12 + 10)
+        try:
+            expected = ds[()].reshape(-1)[defined]
+        except OSError:
+            with pytest.raises(GranuleReadError, match=r"chunk at \(3, 0\).*inflates to 40 bytes, not 48"):
+                read_array(ds, label="short.h5")
+        else:
+            assert read_array(ds, label="short.h5").reshape(-1)[defined].tobytes() == expected.tobytes()
+        out = np.zeros(data.shape, dtype="<f4")
+        failure = _decode_chunk(((3, 0), 0, zlib.compress(bytes(range(40)))), ChunkPlan((3, 4), 4, True), out)
+        assert str(failure) == "inflates to 40 bytes, not 48" and not out.any()  # nothing written
 
 
 def _corrupt_chunk(path: Path, var: str, index: int) -> tuple[int, ...]:
