@@ -19,16 +19,21 @@ import pytest
 from pydantic import SecretStr
 
 from infra.archive import simulate_day, write_archive_catalog
+from infra.cubes import cube_spec, grid_day, prepare_cube, quarantine_unreadable
+from infra.harvest import harvest_granule
 from infra.http import CHUNK, RetryPolicy, download
+from infra.ledger import read_granules, upsert_granules
 from infra.scenario import load_truth
 from infra.services import Service
 from infra.settings import Settings
+from infra.sources import find_granules
 from infra.storage import Lake, open_lake
 from infra.transfer import check_decodes, fetch_granule, raw_key
-from tests.fakes.damage import scramble_chunk
+from tests.fakes.damage import publish, scramble_chunk
 from tests.fakes.upstream import serve_upstream
 from transforms.errors import GranuleReadError, SourceError
 from transforms.granules import parse_granule_name
+from transforms.grid import GridSpec
 from transforms.structure import check_structure
 
 DAY = dt.date(2020, 3, 2)
@@ -318,3 +323,29 @@ def test_the_structural_check_names_what_is_missing_or_cut(upstream: Path, tmp_p
         check_structure(str(renamed), product="no2")
     with pytest.raises(GranuleReadError, match="product mismatch"):
         check_structure(str(src), product="co")
+
+
+def test_grid_time_quarantine_on_s3(upstream: Path, s3_lake: Lake) -> None:
+    """On S3 too: a granule kept by the structural check but not decodable is left out of its day by
+    ``grid_day`` and moved by ``quarantine_unreadable`` from its raw key to ``quarantine/`` (server-side copy,
+    ledger, delete)."""
+    src = _largest(upstream)
+    scramble_chunk(src, VALUE)
+    publish(upstream, src.name)
+    with serve_upstream(upstream / "catalog.json") as api:
+        granules = find_granules(api, product="no2", start=DAY, end=DAY)
+        rows = [harvest_granule(g, s3_lake, source=api) for g in granules]
+    assert all(r["status"] == "harvested" for r in rows)
+    upsert_granules(s3_lake, rows)
+    gid = src.name.removesuffix(".nc")
+    bad = next(r for r in rows if r["granule_id"] == gid)
+    spec = cube_spec("no2", GridSpec.snapped(1.0, BBOX))
+    prepare_cube(s3_lake, spec, until=DAY)
+    row = grid_day(s3_lake, spec, DAY)
+    assert list(row["unreadable"]) == [gid] and gid not in row["granules"] and row["granules"]
+    assert row["unreadable"][gid].startswith("unreadable at grid time: ")
+    assert quarantine_unreadable(s3_lake, row["unreadable"]) == [(gid, row["unreadable"][gid])]
+    ledger = read_granules(s3_lake).set_index("granule_id")
+    assert ledger.loc[gid, "status"] == "quarantined" and ledger.loc[gid, "key"] == f"quarantine/{src.name}"
+    assert not s3_lake.fs.exists(s3_lake.path(bad["key"]))
+    assert s3_lake.fs.cat_file(s3_lake.path("quarantine", src.name)) == src.read_bytes()
