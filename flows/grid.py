@@ -18,6 +18,7 @@ from infra.cubes import (
     cube_key,
     cube_spec,
     days_to_grid,
+    extend_cube,
     grid_day,
     prepare_cube,
     quarantine_unreadable,
@@ -42,6 +43,7 @@ def grid_day_task(
         day,
         method=method,
         weighting=weighting,
+        grow=False,  # days beyond the axis stay unseen until the flow extends it once, after the last
     )
 
 
@@ -68,7 +70,7 @@ def build_daily_cube(
         recovered = recover_cube(the_lake, spec)
         if recovered:
             commit_cube_days(the_lake, recovered)
-        prepare_cube(the_lake, spec, until=end)
+        prepare_cube(the_lake, spec, first=start)
         days = days_to_grid(the_lake, spec, list(pd.date_range(start, end, freq="D").date), force=force)
         futures = [grid_day_task.submit(the_lake.url, product, grid, day, method, weighting) for day in days]
         rows = sorted(
@@ -78,6 +80,7 @@ def build_daily_cube(
         quarantined = quarantine_unreadable(the_lake, unreadable)  # before the days that left them out commit
         if quarantined:  # their raw items point at bytes now in quarantine/ (a harvest publishes them again)
             catalog_store(the_lake).delete_items(granule_collection_id(product), [g for g, _ in quarantined])
+        extend_cube(the_lake, spec, until=end)  # the run's new days appear at once, each one complete
         if rows:
             commit_cube_days(the_lake, rows)
         months = update_monthly(the_lake, spec, [r["day"] for r in [*recovered, *rows]])

@@ -152,12 +152,20 @@ def granules_for_day(ledger: pd.DataFrame, product: str, day: dt.date) -> pd.Dat
     return ledger[sel].sort_values("granule_id")
 
 
-def prepare_cube(lake: Lake, spec: CubeSpec, *, until: dt.date) -> None:
-    """Create the cube or grow its time axis to ``until`` (done once, before days are written in parallel);
-    record the binning method in its ``source`` attribute."""
+def prepare_cube(lake: Lake, spec: CubeSpec, *, first: dt.date) -> None:
+    """Create the cube if absent, its time axis ending just before ``first`` (done once, before days are
+    written in parallel), and record the binning method in its ``source`` attribute. An existing axis is left
+    as it is: the run's days beyond it are *head days* (decision 0011), written unseen by
+    ``grid_day(..., grow=False)`` and shown, each complete, by one :func:`extend_cube` after the last."""
     store = zarr_store(lake, cube_key(spec))
-    ensure_cube(store, spec, until=until)
+    ensure_cube(store, spec, until=first - dt.timedelta(days=1))
     set_cube_attrs(store, {"source": spec.source})
+
+
+def extend_cube(lake: Lake, spec: CubeSpec, *, until: dt.date) -> None:
+    """Grow the cube's time axis to ``until`` in one metadata write (the consolidated root): every head day
+    written before appears at once and whole, to any consolidated reader, a plain ``xr.open_zarr`` included."""
+    ensure_cube(zarr_store(lake, cube_key(spec)), spec, until=until)
 
 
 def grid_day(
@@ -167,11 +175,14 @@ def grid_day(
     *,
     method: Method = "centre",
     weighting: Weighting = "inverse_variance",
+    grow: bool = True,
 ) -> dict[str, Any]:
-    """Grid ``day`` from the ledger's granules and write it into the cube (staged, then published). Returns
-    the row that commits it (the caller records rows with :func:`infra.ledger.commit_cube_days`), with
-    ``unreadable``: ``{granule_id: reason}`` of the granules the reader could not decode (the day is gridded
-    without them; the caller quarantines them with :func:`quarantine_unreadable`)."""
+    """Grid ``day`` from the ledger's granules and write it into the cube (:func:`transforms.cube.write_day`:
+    beyond the axis, in place or staged, see decisions 0006/0010/0011). Returns the row that commits it (the
+    caller records rows with :func:`infra.ledger.commit_cube_days`), with ``unreadable``:
+    ``{granule_id: reason}`` of the granules the reader could not decode (the day is gridded without them; the
+    caller quarantines them with :func:`quarantine_unreadable`). ``grow=False`` (writers in parallel): a day
+    beyond the axis stays unseen until :func:`extend_cube`."""
     rows = granules_for_day(read_granules(lake), spec.product, day)
     product = get_product(spec.product)
     unreadable: dict[str, str] = {}
@@ -210,6 +221,7 @@ def grid_day(
         spec=spec,
         staging=zarr_store(lake, staging_key(spec)),
         record=row,
+        grow=grow,
     )
     write_quicklook(lake, spec, day, fields, coverage=stats.coverage)
     return {**row, "unreadable": unreadable}

@@ -340,7 +340,7 @@ def test_grid_time_quarantine_on_s3(upstream: Path, s3_lake: Lake) -> None:
     gid = src.name.removesuffix(".nc")
     bad = next(r for r in rows if r["granule_id"] == gid)
     spec = cube_spec("no2", GridSpec.snapped(1.0, BBOX))
-    prepare_cube(s3_lake, spec, until=DAY)
+    prepare_cube(s3_lake, spec, first=DAY)
     row = grid_day(s3_lake, spec, DAY)
     assert list(row["unreadable"]) == [gid] and gid not in row["granules"] and row["granules"]
     assert row["unreadable"][gid].startswith("unreadable at grid time: ")
