@@ -68,7 +68,7 @@ from infra.scenario import load_truth  # noqa: E402
 from infra.settings import Settings  # noqa: E402
 from infra.sources import UpstreamGranule, find_granules  # noqa: E402
 from infra.storage import Lake, open_lake  # noqa: E402
-from infra.transfer import PART_SIZE, _LocalTarget, _S3Target, _unreadable, raw_key  # noqa: E402
+from infra.transfer import _unreadable, open_target, raw_key  # noqa: E402
 from tests.fakes.upstream import serve_upstream  # noqa: E402
 
 BBOX = (-10.0, 35.0, 30.0, 65.0)
@@ -191,11 +191,7 @@ def throughput(
 
             def one(g: UpstreamGranule) -> int:
                 final = lake.path("raw", g.name.filename)
-                target = (
-                    _LocalTarget(lake, final)
-                    if lake.protocol == "file"
-                    else _S3Target(lake, final, PART_SIZE)
-                )
+                target = open_target(lake, final, expected_size=g.size)
                 got = download(g.href, target)
                 assert got.sha256 == g.sha256 and got.size == g.size
                 target.commit()

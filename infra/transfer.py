@@ -5,8 +5,9 @@ range requests, see :mod:`infra.http`):
 
 - on a local lake into ``raw/.partial/<uuid>-<file>``, fsynced and renamed (``os.replace``) onto the final key;
 - on S3 into the final key as a multipart upload (parts of ``part_size`` bytes go up as they fill), which the
-  store makes visible only when it is completed (even a file smaller than a part goes up as a one-part upload);
-  the same bytes also go to a local spool file, deleted after.
+  store makes visible only when it is completed; the same bytes also go to a local spool file, deleted after.
+  A file upstream says is smaller than a part goes only to the spool and then up in one PUT (atomic as well:
+  an object appears whole or not at all), one request instead of a multipart upload's three.
 
 Size and checksum are compared with what upstream published *before* the rename or the completion; on a
 mismatch or any failure the temporary file is deleted or the multipart upload aborted, so a partial or
@@ -235,6 +236,55 @@ class _S3Target:
             os.remove(self.spool)
 
 
+class _S3PutTarget:
+    """A file smaller than a part: spooled locally, checked there, then put to its key in one PUT on commit
+    (nothing is sent before, so there is nothing to abort)."""
+
+    def __init__(self, lake: Lake, path: str) -> None:
+        self.fs, self.path = lake.fs, path
+        fd, self.spool = tempfile.mkstemp(prefix="eolake-", suffix=f"-{posixpath.basename(path)}")
+        self.local: IO[bytes] = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes, /) -> object:
+        return self.local.write(data)
+
+    def restart(self) -> None:
+        self.local.seek(0)
+        self.local.truncate()
+
+    def readable_copy(self) -> str:
+        self.local.flush()
+        return self.spool
+
+    def commit(self, dest: str | None = None) -> None:
+        """Put the spooled bytes to the final key (or to ``dest``, a quarantine key) in one PUT."""
+        try:
+            self.local.close()
+            self.fs.put_file(self.spool, dest or self.path)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        self.local.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.spool)
+
+
+Target = _LocalTarget | _S3Target | _S3PutTarget
+
+
+def open_target(
+    lake: Lake, path: str, *, part_size: int = PART_SIZE, expected_size: int | None = None
+) -> Target:
+    """Where a transfer's bytes go: a temporary file renamed into place (local lake), one PUT of a spooled
+    file (S3, ``expected_size`` below ``part_size``) or a multipart upload (S3, larger or unknown sizes)."""
+    if lake.protocol == "file":
+        return _LocalTarget(lake, path)
+    if expected_size is not None and expected_size < part_size:
+        return _S3PutTarget(lake, path)
+    return _S3Target(lake, path, part_size)
+
+
 def fetch_granule(
     href: str,
     lake: Lake,
@@ -255,9 +305,7 @@ def fetch_granule(
     ``EOLAKE_HARVEST_CHECK`` setting; see :func:`check_decodes`). Raises SourceError only when the source
     cannot be read at all (the caller decides whether to retry)."""
     final = lake.path(key)
-    target: _LocalTarget | _S3Target = (
-        _LocalTarget(lake, final) if lake.protocol == "file" else _S3Target(lake, final, part_size)
-    )
+    target = open_target(lake, final, part_size=part_size, expected_size=expected_size)
     try:
         if href.startswith(("http://", "https://")):
             got = download(href, target, policy=policy, headers=headers, credential_hint=credential_hint)
@@ -336,13 +384,13 @@ def quarantine_key(key: str) -> str:
     return posixpath.join("quarantine", posixpath.basename(key))
 
 
-def _abort_quietly(target: _LocalTarget | _S3Target) -> None:
+def _abort_quietly(target: Target) -> None:
     # the original error is what matters; an upload left behind is reclaimed by the bucket's lifecycle rule
     with contextlib.suppress(Exception):
         target.abort()
 
 
-def _copy(href: str, target: _LocalTarget | _S3Target) -> tuple[int, str]:
+def _copy(href: str, target: Target) -> tuple[int, str]:
     """Stream a file-system or object-store ``href`` (anything fsspec opens) into ``target``."""
     digest = hashlib.sha256()
     size = 0

@@ -222,6 +222,30 @@ def test_a_granule_larger_than_a_part_streams_as_a_multipart_upload(upstream: Pa
     assert not s3_lake.fs.exists(s3_lake.path("raw", ".partial"))  # no second copy anywhere
 
 
+@pytest.mark.parametrize("fault", [None, "corrupt"])
+def test_a_granule_smaller_than_a_part_goes_up_in_one_put(
+    fault: str | None, upstream: Path, s3_lake: Lake
+) -> None:
+    """Upstream's size is below a part: no multipart upload at all; the verified bytes go up in one PutObject
+    (whole or not at all), a corrupt body in none."""
+    src = _largest(upstream)
+    calls = {
+        op: _count_calls(s3_lake, op)
+        for op in ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
+    }
+    faults = {src.name: ["corrupt"]} if fault else {}
+    with serve_upstream(upstream / "catalog.json", faults=faults, ranges=False) as api:
+        key, result = _fetch(api, src, s3_lake, part_size=src.stat().st_size + 1)
+    multipart = [c for op, c in calls.items() if op != "PutObject" and c]
+    assert multipart == []  # (rclone answers NoSuchUpload to a listing on a bucket that never had one)
+    if fault:
+        assert not result.ok and "checksum mismatch" in str(result.reason)  # type: ignore[attr-defined]
+        assert calls["PutObject"] == [] and not s3_lake.fs.exists(s3_lake.path(key))
+    else:
+        assert result.ok and len(calls["PutObject"]) == 1  # type: ignore[attr-defined]
+        assert s3_lake.fs.cat_file(s3_lake.path(key)) == src.read_bytes()
+
+
 @pytest.mark.parametrize("fault", ["corrupt", "cut"])
 def test_a_failed_transfer_leaves_no_object_and_no_upload(fault: str, upstream: Path, s3_lake: Lake) -> None:
     """``corrupt``: every byte arrives, the checksum fails after parts went up; ``cut``: every attempt breaks
