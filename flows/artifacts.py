@@ -27,6 +27,15 @@ def _key(*parts: str) -> str:
     return "-".join(["eolake", *parts]).lower().replace("_", "-")
 
 
+def _quarantined(quarantined: Sequence[tuple[str, str]]) -> list[str]:
+    """A report's "Quarantined" section: every granule with its reason (nothing when there is none)."""
+    if not quarantined:
+        return []
+    return ["", "## Quarantined", "", "| granule | reason |", "|---|---|"] + [
+        f"| `{gid}` | {reason} |" for gid, reason in quarantined
+    ]
+
+
 def report_harvest(
     summary: Mapping[str, Any], *, product: str, seconds: float, item_links: Sequence[str] = ()
 ) -> None:
@@ -42,9 +51,7 @@ def report_harvest(
         f"| {summary['found']} | {summary['fetched']} | {summary['skipped']} | {len(summary['quarantined'])} "
         f"| {len(summary['superseded'])} | {seconds:.1f} s |",
     ]
-    if summary["quarantined"]:
-        lines += ["", "## Quarantined", "", "| granule | reason |", "|---|---|"]
-        lines += [f"| `{gid}` | {reason} |" for gid, reason in summary["quarantined"]]
+    lines += _quarantined(summary["quarantined"])
     if summary["superseded"]:
         lines += ["", "## Superseded", ""] + [f"- `{gid}`" for gid in summary["superseded"]]
     if summary.get("days_to_regrid"):
@@ -75,6 +82,7 @@ def report_grid(
         "|---|---|---|",
     ]
     lines += [f"| {d['day']} | {d['granules']} | {d['coverage']:.1%} |" for d in summary["days"]]
+    lines += _quarantined(summary.get("quarantined", []))  # unreadable at grid time, left out of their days
     create_markdown_artifact("\n".join(lines), key=_key("grid", product), description="gridding report")
     for link in item_links:
         create_link_artifact(link, link_text=link.rsplit("/", 1)[-1], key=_key("grid", product, "items"))

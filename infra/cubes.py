@@ -203,7 +203,9 @@ def grid_day(
         except GranuleReadError as exc:
             if not reading or reading[-1] in unreadable:
                 raise
-            unreadable[reading[-1]] = f"{GRID_TIME_REASON}{exc}"
+            key = str(usable.loc[usable["granule_id"] == reading[-1], "key"].iloc[0])
+            why = str(exc).replace(lake.path(key), posixpath.basename(key))  # the file's name, not the lake's path
+            unreadable[reading[-1]] = f"{GRID_TIME_REASON}{why}"
     rows = usable
     row = {
         "cube": cube_id(spec),

@@ -14,6 +14,7 @@ import pandas as pd
 
 from infra.archive import simulate_day, write_archive_catalog
 from infra.scenario import load_truth
+from tests.conftest import latest_artifact
 from tests.fakes.damage import publish, scramble_chunk
 from tests.fakes.upstream import serve_upstream
 
@@ -43,6 +44,10 @@ def test_a_granule_unreadable_at_grid_time_is_quarantined_and_fetched_again(cli,
 
         out = cli("grid", "--product", "no2", *GRID, "--lake", str(lake)).stdout
         assert f"quarantined {gid}: unreadable at grid time: " in out, out
+        line = next(x for x in out.splitlines() if f"quarantined {gid}" in x)
+        assert bad in line and str(lake) not in line  # the reason names the file, not where the lake keeps it
+        report = latest_artifact(cli.env["PREFECT_API_URL"], "eolake-grid-no2")
+        assert "## Quarantined" in report and f"| `{gid}` | unreadable at grid time: " in report
         assert f"2020-03-02: {len(names) - 1} granules" in out, out
         ledger = pd.read_parquet(lake / "ledger" / "granules.parquet").set_index("granule_id")
         row = ledger.loc[gid]
