@@ -204,7 +204,8 @@ def grid_day(
             if not reading or reading[-1] in unreadable:
                 raise
             key = str(usable.loc[usable["granule_id"] == reading[-1], "key"].iloc[0])
-            why = str(exc).replace(lake.path(key), posixpath.basename(key))  # the file's name, not the lake's path
+            # the reason names the granule's file, not the lake's path to it
+            why = str(exc).replace(lake.path(key), posixpath.basename(key))
             unreadable[reading[-1]] = f"{GRID_TIME_REASON}{why}"
     rows = usable
     row = {

@@ -229,7 +229,8 @@ def test_gateway_rejected_options_name_the_setting(gateway: Gateway, options: di
     with pytest.raises(ComputeError, match="EOLAKE_DASK_GATEWAY_OPTIONS"), dask_client(settings):
         pass
     assert _clusters(gateway) == []
-    assert _io_loops() <= loops  # the refused cluster's client loop is stopped, not left to garbage collection
+    # the refused cluster's client loop is stopped, not left to garbage collection
+    assert _io_loops() <= loops
 
 
 def _io_loops() -> set[threading.Thread]:
