@@ -5,7 +5,6 @@ cells equal an independent binning of the raw files (h5py, xco2_quality_flag == 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 import xarray as xr
 
 from catalog.validation import validate_stac
+from tests.fakes.damage import publish
 
 BBOX = "-5,42,20,56"
 PERIOD = ["--start", "2020-03-02", "--end", "2020-03-03"]
@@ -24,17 +24,8 @@ PERIOD = ["--start", "2020-03-02", "--end", "2020-03-03"]
 
 def _publish_damaged(archive: Path, filename: str, data: bytes) -> None:
     """Replace an archive file by ``data`` and update its item's size and checksum (upstream published it so)."""
-    path = next(archive.rglob(filename))
-    path.write_bytes(data)
-    for item_path in archive.rglob("*.json"):
-        doc = json.loads(item_path.read_text())
-        if doc.get("type") != "Feature":
-            continue
-        for asset in doc["assets"].values():
-            if asset["href"].endswith(filename):
-                asset["file:size"] = len(data)
-                asset["file:checksum"] = "1220" + hashlib.sha256(data).hexdigest()
-                item_path.write_text(json.dumps(doc))
+    next(archive.rglob(filename)).write_bytes(data)
+    publish(archive, filename)
 
 
 def _independent_means(path: Path, *, lat0: float, lon0: float, res: float) -> dict[tuple[int, int], float]:
