@@ -3,9 +3,10 @@
 A simplified but orbit-shaped model: a circular sun-synchronous orbit (inclination 98.74°, period 101.5 min,
 ascending node at 13:30 local solar time) anchored on the real orbit 12367, which started
 2020-03-03T01:35:47Z (from the real granule name in the samples). The sunlit ascending half of each orbit
-(argument of latitude -90°…+90°) is imaged; ground pixels lie on the great circle perpendicular to the ground
-track, spread evenly over the swath width. Longitudes are in [-180, 180), so swaths cross the antimeridian
-exactly as real ones do.
+(argument of latitude -90°…+90°) is imaged, or any number of scanlines centred on the ascending node (a real
+OFFL file has ~4172: its daylight part runs past the orbit's turns near the poles); ground pixels lie on the
+great circle perpendicular to the ground track, spread evenly over the swath width. Longitudes are in
+[-180, 180), so swaths cross the antimeridian exactly as real ones do.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
+
+from transforms.errors import InputError
 
 EARTH_RADIUS_KM = 6371.0088
 _SIDEREAL_DAY_S = 86164.0905
@@ -112,14 +115,22 @@ def simulate_swath(
     *,
     model: OrbitModel | None = None,
     lat_range: tuple[float, float] = (-90.0, 90.0),
+    scanlines: int | None = None,
 ) -> Swath | None:
-    """Pixel centres and corners of one orbit's sunlit half, keeping scanlines whose centre latitude lies in
-    ``lat_range`` (degrees). Returns None when no scanline qualifies."""
+    """Pixel centres and corners of one orbit's imaged scanlines, keeping those whose centre latitude lies in
+    ``lat_range`` (degrees). ``scanlines``: how many, centred on the ascending node (a real OFFL NO2 file
+    has ~4172, past the orbit's turns near the poles); default the sunlit half, argument of latitude
+    -90°…90° (3639 at 5.5 km). Returns None when no scanline qualifies."""
     model = model or OrbitModel()
-    # scanline edges along the track: argument of latitude from -90° to 90°
+    # scanline edges along the track, by argument of latitude (degrees), symmetric about the node
     step_deg = np.degrees(model.scanline_km / EARTH_RADIUS_KM)
-    n_lines = int(np.floor(180.0 / step_deg))
-    u_edges = -90.0 + np.arange(n_lines + 1) * step_deg
+    if scanlines is None:
+        n_lines, u_first = int(np.floor(180.0 / step_deg)), -90.0
+    elif scanlines >= 1:
+        n_lines, u_first = scanlines, -0.5 * scanlines * step_deg
+    else:
+        raise InputError(f"scanlines must be at least 1, got {scanlines}")
+    u_edges = u_first + np.arange(n_lines + 1) * step_deg
     u_centres = u_edges[:-1] + step_deg / 2
     centre_vec, _, _ = _ground_track(model, orbit, u_centres)
     lat_c, _ = _to_latlon(centre_vec)

@@ -49,3 +49,20 @@ def test_clip_keeps_only_scanlines_over_the_domain() -> None:
     c = clip_swath(s, (-5.0, 42.0, 20.0, 56.0))
     assert c is not None and c.latitude.shape[0] < s.latitude.shape[0]
     assert clip_swath(s, (100.0, -60.0, 120.0, -50.0)) is None
+
+
+def test_a_real_length_orbit_runs_past_the_turns_symmetrically() -> None:
+    # a real OFFL file has ~4172 scanlines: the half orbit (3639 at 5.5 km) plus its daylight past the turns
+    half = simulate_swath(12367)
+    full = simulate_swath(12367, scanlines=4172)
+    assert half is not None and full is not None
+    assert half.latitude.shape == (3639, 450) and full.latitude.shape == (4172, 450)
+    centre = full.latitude[:, 225]
+    turn = int(np.argmax(centre))
+    assert 0 < turn < 4171 and centre[-1] < centre[turn]  # ascends to the turn, then descends
+    assert abs((4171 - turn) - int(np.argmin(centre))) <= 1  # as far past the north turn as the south one
+    assert np.all(np.diff(full.delta_time_ms) > 0)
+    start = full.time_reference + dt.timedelta(milliseconds=int(full.delta_time_ms[0]))
+    end = full.time_reference + dt.timedelta(milliseconds=int(full.delta_time_ms[-1]))
+    assert full.start < start and end < full.end  # still inside the orbit
+    assert np.all(np.ptp(full.latitude_bounds, axis=-1)[:, 200:250] < 1.0)  # corners stay around the centres
