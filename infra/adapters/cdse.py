@@ -1,6 +1,13 @@
 """Copernicus Data Space Ecosystem: STAC search (one collection per product and timeliness), downloads with an
 OAuth2 bearer token.
 
+CDSE's items (as its own STAC generator writes them, ``tests/data/recorded/cdse/real/``) give the data asset's
+``href`` as an ``s3://eodata/...`` path (CDSE's S3, which needs separate S3 keys) and the HTTPS download as the
+asset's ``alternate.https`` (``https://zipper.dataspace.copernicus.eu/odata/v1/Products(<uuid>)/Nodes(<file>)/$value``,
+``auth:refs: [oidc]``). The adapter downloads that HTTPS alternate with the bearer token; the file name (and so
+the granule) still comes from the S3 path. ``file:checksum`` there is an MD5 multihash (``d50110…``), not SHA-256,
+so the harvest verifies size and decodes the file.
+
 The token comes from the Keycloak token endpoint (``token_url``) with client ``cdse-public`` and the password
 grant (``EOLAKE_CDSE_USERNAME``/``EOLAKE_CDSE_PASSWORD``), or the client-credentials grant when
 ``EOLAKE_CDSE_CLIENT_ID``/``EOLAKE_CDSE_CLIENT_SECRET`` are set. Access tokens live minutes (``expires_in``); before
@@ -11,7 +18,10 @@ a second refusal fails the source with a message naming the credential settings.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from infra.adapters.base import Download, SourceConfig
 from infra.adapters.stac import StacApiAdapter
@@ -34,6 +44,13 @@ class CdseAdapter(StacApiAdapter):
     def __init__(self, config: SourceConfig) -> None:
         super().__init__(config)
         self.tokens = TokenCache(self._fetch_token)
+
+    def search(
+        self, product: str, start: dt.datetime, end: dt.datetime, *, timeliness: str | None = None
+    ) -> Iterator[UpstreamGranule]:
+        for g in super().search(product, start, end, timeliness=timeliness):
+            https = https_alternate(g.item, g.href)
+            yield g if https is None else dataclasses.replace(g, href=https)
 
     def _grant(self) -> dict[str, str]:
         s = get_settings()
@@ -75,6 +92,21 @@ class CdseAdapter(StacApiAdapter):
     def authorize(self, granule: UpstreamGranule, *, refresh: bool = False) -> Download:
         token = self.tokens.get("access", refresh=refresh)
         return Download(granule.href, {"Authorization": f"Bearer {token.value}"})
+
+
+def https_alternate(item: Mapping[str, Any], href: str) -> str | None:
+    """The HTTPS alternate of the asset whose ``href`` is ``href``, when that href is not HTTP(S) itself (CDSE:
+    ``s3://eodata/...`` with ``alternate.https.href`` on the zipper download service); else None."""
+    if href.startswith(("https://", "http://")):
+        return None
+    for asset in (item.get("assets") or {}).values():
+        if not isinstance(asset, dict) or asset.get("href") != href:
+            continue
+        for alt in (asset.get("alternate") or {}).values():
+            alt_href = alt.get("href") if isinstance(alt, dict) else None
+            if isinstance(alt_href, str) and alt_href.startswith(("https://", "http://")):
+                return alt_href
+    return None
 
 
 def _token(doc: dict[str, object], now: dt.datetime) -> Token:

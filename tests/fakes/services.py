@@ -2,22 +2,32 @@
 
 One server plays both:
 
-- Planetary Computer (``/pc``): STAC API landing page, conformance, item search (GET and POST; ``collections``,
-  ``datetime``, ``limit``, the ``query`` extension on ``s5p:product_name``/``s5p:processing_mode``, ``next``
-  links for paging), the SAS token endpoint ``/pc/api/sas/v1/token/{collection}``, and a blob store that only
-  serves a request whose query carries a SAS token it issued, not expired and not revoked (else Azure's 403).
-- CDSE (``/cdse``): STAC API with one collection per product and timeliness, the Keycloak token endpoint
-  ``/cdse/auth/realms/CDSE/protocol/openid-connect/token`` (password, client-credentials and refresh-token
-  grants), and the OData download ``/cdse/odata/v1/Products(<uuid>)/$value`` that needs a valid bearer token.
+- Planetary Computer (``/pc``): STAC API landing page and conformance (the real landing page, captured),
+  item search (GET and POST; ``collections``, ``datetime``, ``limit``, the ``query`` extension on
+  ``s5p:product_name``/``s5p:processing_mode``; pages as the real service writes them: ``{type, features,
+  links}``, and a ``next`` link that repeats the whole search with ``token: "next:<collection>:<last item id>"``
+  — POST with the body, GET with the query), the SAS token endpoint ``/pc/api/sas/v1/token/{collection}``, and
+  a blob store that only serves a request whose query carries a SAS token it issued, not expired and not
+  revoked (else Azure's 403).
+- CDSE (``/cdse``): STAC API with one collection per product and timeliness whose items are CDSE's real item
+  (its STAC generator's NO2 example) with the granule's values: data asset ``href`` on ``s3://eodata/...``, the
+  HTTPS download as ``alternate.https`` on the zipper service ``/cdse/odata/v1/Products(<uuid>)/Nodes(<file>)/$value``
+  (``Products(<uuid>)/$value`` is served too), ``file:size`` and an MD5 ``file:checksum`` multihash of the
+  served file; the Keycloak token endpoint ``/cdse/auth/realms/CDSE/protocol/openid-connect/token``
+  (password, client-credentials and refresh-token grants). Downloads need a valid bearer token.
 
-Documents come from ``tests/data/recorded/<service>/`` (the services' real shapes); the granules are those of a
-static catalog made by ``eolake simulate``, so every byte served is a real netCDF file. The server records
-what it was asked (searches, token grants, downloads) and the peak number of concurrent downloads.
+Documents come from ``tests/data/recorded/<service>/`` (``real/``: captured from the services or written by
+their own generators; the rest modelled on their documentation, see its README); the granules are those of a
+static catalog made by ``eolake simulate``, so every byte served is a real netCDF file. ``Replay.verbatim``
+items are served as they are (no values replaced). The server records what it was asked (searches, token
+grants, downloads) and the peak number of concurrent downloads.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import json
 import secrets
 import threading
@@ -29,7 +39,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 import pystac
 
@@ -42,6 +52,10 @@ CDSE_TOKEN = "/cdse/auth/realms/CDSE/protocol/openid-connect/token"
 
 def _recorded(service: str, name: str) -> Any:
     return json.loads((RECORDED / service / name).read_text())
+
+
+PC_LANDING = "real/landing.json"
+CDSE_ITEM = "real/item_no2_offl_eometadatatool.json"
 
 
 @dataclass
@@ -59,6 +73,7 @@ class Granule:
     geometry: dict[str, Any] | None
     bbox: list[float] | None
     size: int
+    md5: str
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -84,6 +99,7 @@ class Replay:
     sas_lifetime_s: int = 3600
     download_delay_s: float = 0.0
     fail_downloads: set[str] = field(default_factory=set)  # granule ids whose file is missing (404)
+    verbatim: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # service -> items served as is
     # server state
     _access: dict[str, float] = field(default_factory=dict)  # token -> expiry (epoch s)
     _refresh: dict[str, float] = field(default_factory=dict)
@@ -148,17 +164,29 @@ def _load(catalog_json: Path) -> list[Granule]:
                     geometry=item.geometry,
                     bbox=list(item.bbox) if item.bbox else None,
                     size=path.stat().st_size,
+                    md5=hashlib.md5(path.read_bytes()).hexdigest(),
                 )
             )
     return sorted(out, key=lambda g: (g.start, g.id))
 
 
 def _overlaps(g: Granule, interval: str | None) -> bool:
+    return _spans(g.start, g.end, interval)
+
+
+def _spans(start: str, end: str, interval: str | None) -> bool:
+    """Whether [start, end] (``...Z`` instants) meets a STAC ``datetime`` interval."""
     if not interval:
         return True
     lo, hi = [*interval.split("/"), ".."][:2]
     lo, hi = lo.replace("+00:00", "Z"), hi.replace("+00:00", "Z")
-    return (hi in ("..", "") or g.start <= hi) and (lo in ("..", "") or g.end >= lo)
+    return (hi in ("..", "") or start <= hi) and (lo in ("..", "") or end >= lo)
+
+
+def _item_spans(item: dict[str, Any], interval: str | None) -> bool:
+    p = item.get("properties") or {}
+    start = str(p.get("start_datetime") or p.get("datetime"))
+    return _spans(start, str(p.get("end_datetime") or start), interval)
 
 
 def _pc_item(g: Granule, root: str) -> dict[str, Any]:
@@ -191,8 +219,12 @@ def cdse_collection(g: Granule) -> str:
 
 
 def _cdse_item(g: Granule, root: str) -> dict[str, Any]:
-    d = copy.deepcopy(_recorded("cdse", "item_no2_offl.json"))
+    """CDSE's real item (``tests/data/recorded/cdse/real/``) with this granule's values, the links the STAC API
+    adds to a stored item (self, parent, collection, root) and its zipper download on this replay."""
+    d = copy.deepcopy(_recorded("cdse", CDSE_ITEM))
+    recorded_id = d["id"]
     d["id"], d["collection"] = g.id, cdse_collection(g)
+    pv = g.id.split("_")[-2]  # processor version 020301 -> processing:version 2.3.1
     d["properties"].update(
         {
             "start_datetime": g.start,
@@ -201,23 +233,30 @@ def _cdse_item(g: Granule, root: str) -> dict[str, Any]:
             "sat:absolute_orbit": g.orbit,
             "product:type": g.product_type,
             "product:timeliness_category": g.mode,
+            "processing:version": f"{int(pv[:2])}.{int(pv[2:4])}.{int(pv[4:])}",
         }
     )
     d["geometry"], d["bbox"] = g.geometry, g.bbox
     asset = d["assets"]["netcdf"]
-    asset["href"] = f"{root}/cdse/odata/v1/Products({g.uuid})/$value"
-    asset["title"] = f"{g.id}.nc"
-    asset["file:size"] = g.size
     day = g.start[:10].replace("-", "/")
-    asset["alternate"]["s3"]["href"] = (
-        f"s3://eodata/Sentinel-5P/TROPOMI/{g.product_type}/{day}/{g.id}/{g.id}.nc"
-    )
+    asset["href"] = f"s3://eodata/Sentinel-5P/TROPOMI/{g.product_type}/{day}/{g.id}.nc"
+    asset["file:local_path"] = f"{g.id}.nc"
+    asset["file:size"] = g.size
+    asset["file:checksum"] = "d50110" + g.md5  # MD5 multihash, as CDSE publishes
+    asset["alternate"]["https"]["href"] = f"{root}/cdse/odata/v1/Products({g.uuid})/Nodes({g.id}.nc)/$value"
+    here = f"{root}{CDSE_STAC}"
     d["links"] = [
         {
-            **link,
-            "href": link["href"].replace("https://stac.dataspace.copernicus.eu/v1", f"{root}{CDSE_STAC}"),
-        }
-        for link in d["links"]
+            "rel": "self",
+            "type": "application/geo+json",
+            "href": f"{here}/collections/{d['collection']}/items/{g.id}",
+        },
+        {"rel": "parent", "type": "application/json", "href": f"{here}/collections/{d['collection']}"},
+        {"rel": "collection", "type": "application/json", "href": f"{here}/collections/{d['collection']}"},
+        {"rel": "root", "type": "application/json", "href": f"{here}/"},
+        *[
+            {**link, "href": link["href"].replace(recorded_id, g.id)} for link in d["links"]
+        ],  # version-history
     ]
     return d
 
@@ -247,7 +286,7 @@ def serve_services(catalog_json: Path) -> Iterator[Replay]:
             self._send(status, json.dumps(doc).encode())
 
         def _landing(self, service: str, prefix: str, real: str) -> None:
-            doc = _recorded(service, "landing.json")
+            doc = _recorded(service, PC_LANDING if service == "planetary_computer" else "landing.json")
             for link in doc["links"]:
                 link["href"] = link["href"].replace(real, f"{replay.root}{prefix}")
             self._json(doc)
@@ -263,8 +302,10 @@ def serve_services(catalog_json: Path) -> Iterator[Replay]:
             elif path == CDSE_STAC:
                 self._landing("cdse", CDSE_STAC, "https://stac.dataspace.copernicus.eu/v1")
             elif path in (f"{PC_STAC}/conformance", f"{CDSE_STAC}/conformance"):
-                service = "planetary_computer" if path.startswith("/pc") else "cdse"
-                self._json({"conformsTo": _recorded(service, "landing.json")["conformsTo"]})
+                landing = (
+                    ("planetary_computer", PC_LANDING) if path.startswith("/pc") else ("cdse", "landing.json")
+                )
+                self._json({"conformsTo": _recorded(*landing)["conformsTo"]})
             elif path in (f"{PC_STAC}/search", f"{CDSE_STAC}/search"):
                 body = dict(q)
                 if "query" in body:
@@ -275,8 +316,11 @@ def serve_services(catalog_json: Path) -> Iterator[Replay]:
             elif path.startswith("/pc/blob/") and path.rsplit("/", 1)[1] in by_name:
                 self._pc_blob(by_name[path.rsplit("/", 1)[1]], q)
             elif path.startswith("/cdse/odata/v1/Products(") and path.endswith(")/$value"):
-                g = by_uuid.get(path[len("/cdse/odata/v1/Products(") : -len(")/$value")])
-                if g is None:
+                product, _, node = path[len("/cdse/odata/v1/Products(") : -len(")/$value")].partition(
+                    ")/Nodes("
+                )
+                g = by_uuid.get(product)
+                if g is None or node not in ("", f"{g.id}.nc"):
                     self._json({"detail": "Not found"}, 404)
                 else:
                     self._cdse_download(g)
@@ -321,37 +365,50 @@ def serve_services(catalog_json: Path) -> Iterator[Replay]:
                     and g.product == query.get("s5p:product_name", {}).get("eq", g.product)
                     and g.mode == query.get("s5p:processing_mode", {}).get("eq", g.mode)
                 ]
-                make = _pc_item
+                entries: list[tuple[str, str, Any]] = [
+                    (PC_COLLECTION, g.id, functools.partial(_pc_item, g, replay.root)) for g in sel
+                ]
             else:
-                sel = [g for g in granules if cdse_collection(g) in collections and _overlaps(g, interval)]
-                make = _cdse_item
+                entries = [
+                    (cdse_collection(g), g.id, functools.partial(_cdse_item, g, replay.root))
+                    for g in granules
+                    if cdse_collection(g) in collections and _overlaps(g, interval)
+                ]
+            entries += [
+                (str(d["collection"]), str(d["id"]), functools.partial(copy.deepcopy, d))
+                for d in replay.verbatim.get(service, [])
+                if d.get("collection") in collections and _item_spans(d, interval)
+            ]
             limit = replay.page_size or int(body.get("limit", 10))
-            offset = int(body.get("token", 0) or 0)
-            page = [make(g, replay.root) for g in sel[offset : offset + limit]]
-            links: list[dict[str, Any]] = [{"rel": "root", "href": f"{replay.root}{prefix}/"}]
-            if offset + limit < len(sel):
+            offset = 0
+            if body.get(
+                "token"
+            ):  # "next:<collection>:<id of the previous page's last item>", as pgstac writes
+                keys = [f"next:{c}:{i}" for c, i, _ in entries]
+                if body["token"] not in keys:
+                    self._json({"code": "InvalidToken", "description": f"unknown token {body['token']}"}, 400)
+                    return
+                offset = keys.index(body["token"]) + 1
+            chunk = entries[offset : offset + limit]
+            links: list[dict[str, Any]] = []
+            if offset + limit < len(entries):
+                token = f"next:{chunk[-1][0]}:{chunk[-1][1]}"
                 nxt: dict[str, Any] = {"rel": "next", "type": "application/geo+json"}
-                if post:
+                if post:  # the whole search again plus the token; no "merge"
                     nxt.update(
-                        href=f"{replay.root}{prefix}/search",
-                        method="POST",
-                        body={**body, "token": offset + limit},
+                        method="POST", href=f"{replay.root}{prefix}/search", body={**body, "token": token}
                     )
                 else:
                     nq = {k: (json.dumps(v) if k == "query" else v) for k, v in body.items()}
-                    nq["token"] = str(offset + limit)
-                    from urllib.parse import urlencode
-
-                    nxt.update(href=f"{replay.root}{prefix}/search?{urlencode(nq)}", method="GET")
+                    nq["token"] = token
+                    nxt.update(method="GET", href=f"{replay.root}{prefix}/search?{urlencode(nq)}")
                 links.append(nxt)
+            links += [
+                {"rel": "root", "type": "application/json", "href": f"{replay.root}{prefix}/"},
+                {"rel": "self", "type": "application/json", "href": f"{replay.root}{prefix}/search"},
+            ]
             self._json(
-                {
-                    "type": "FeatureCollection",
-                    "features": page,
-                    "links": links,
-                    "numberReturned": len(page),
-                    "context": {"returned": len(page), "limit": limit, "matched": len(sel)},
-                }
+                {"type": "FeatureCollection", "features": [make() for _, _, make in chunk], "links": links}
             )
 
         # ---- Planetary Computer ----
