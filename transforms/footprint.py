@@ -147,17 +147,12 @@ def _lower_left_area(xs: Any, ys: Any, n: int, a: float, b: float, c: float) -> 
 
 
 @_inline
-def _sin_step(d: float, s0: float, c0: float, short: bool) -> float:
-    """sin(a + d) − sin(a) from s0 = sin a, c0 = cos a, by series (reciprocal constants: no divisions):
-    for |d| ≤ 0.11 rad (6.3°) to d¹⁰, error < 1e-18, or when ``short``, for |d| ≤ 0.0088 rad (0.5°) to d⁶,
-    error < 1e-18."""
+def _sin_step(d: float, s0: float, c0: float) -> float:
+    """sin(a + d) − sin(a) from s0 = sin a, c0 = cos a, by series (reciprocal constants: no divisions) to
+    d¹⁰: error < 1e-18 for |d| ≤ 0.11 rad (6.3°)."""
     d2 = d * d
-    if short:
-        sd = d * (1.0 - d2 * _R6 * (1.0 - d2 * _R20))
-        cdm1 = -d2 * 0.5 * (1.0 - d2 * _R12 * (1.0 - d2 * _R30))  # cos d − 1
-    else:
-        sd = d * (1.0 - d2 * _R6 * (1.0 - d2 * _R20 * (1.0 - d2 * _R42 * (1.0 - d2 * _R72))))
-        cdm1 = -d2 * 0.5 * (1.0 - d2 * _R12 * (1.0 - d2 * _R30 * (1.0 - d2 * _R56)))
+    sd = d * (1.0 - d2 * _R6 * (1.0 - d2 * _R20 * (1.0 - d2 * _R42 * (1.0 - d2 * _R72))))
+    cdm1 = -d2 * 0.5 * (1.0 - d2 * _R12 * (1.0 - d2 * _R30 * (1.0 - d2 * _R56)))  # cos d − 1
     return s0 * cdm1 + c0 * sd
 
 
@@ -208,12 +203,19 @@ def _edge_low(xa: float, ya: float, xb: float, yb: float, k: float, q: float, a:
     return (yb2 - ya2) * ((xa1 + (ya2 - ya1) * q - a) + (xb1 + (yb2 - yb1) * q - a))
 
 
-@_fjit
+@_inline
+def _edge_below(xa: float, ya: float, xb: float, yb: float, q: float, b: float) -> float:
+    """:func:`_edge_low` for a cut east of the whole polygon: only the clip to y ≤ b, and ∫ x dy (the
+    constant a of ∫ (x − a) dy sums to 0 over the closed polygon)."""
+    ya2 = min(ya, b)
+    yb2 = min(yb, b)
+    return (yb2 - ya2) * ((xa + (ya2 - ya) * q) + (xb + (yb2 - yb) * q))
+
+
+@_inline
 def _wrap(d: float) -> float:
-    """A longitude difference brought into [-180, 180)."""
-    if -180.0 <= d < 180.0:
-        return d
-    return d - 360.0 * math.floor((d + 180.0) / 360.0)
+    """A longitude difference brought into [-180, 180) (no branch: d itself when already there)."""
+    return d if -180.0 <= d < 180.0 else d - 360.0 * np.floor((d + 180.0) / 360.0)
 
 
 @_fjit
@@ -281,7 +283,7 @@ def _polygon_cells(
         else:
             ref, y_off, c0 = la0, math.sin(la0 * deg), math.cos(la0 * deg)
         for k in range(nv):
-            py[k] = _sin_step((py[k] - ref) * deg, y_off, c0, False)
+            py[k] = _sin_step((py[k] - ref) * deg, y_off, c0)
     for k in range(nv):
         px[k] = (px[k] - shift) * inv_res - j0  # column units from the pixel's first column
     ymin = 2.0
@@ -328,6 +330,171 @@ def _polygon_cells(
     return 1 if reached else 0
 
 
+# Pixels are binned in blocks of _BLOCK: three passes over a block fill the scratch array ``g`` (rows of
+# _BLOCK values, one per pixel: g[row * _BLOCK + t]) with straight-line code that LLVM vectorises (4
+# pixels per AVX2 instruction), then one scalar pass adds each pixel's shares to its cells.
+_BLOCK = 256
+_SKIP, _ONE, _STRIP, _GENERAL = 0.0, 1.0, 2.0, 3.0  # pixel classes (row _CLS)
+(_CLS, _W, _WV, _WSS, _I0, _I1, _J0, _J1, _X0, _X1, _X2, _X3, _Y0, _Y1, _Y2, _Y3, _K0, _K1, _K2, _K3, _Q0, _Q1,
+ _Q2, _Q3, _AREA, _INV_AREA, _YC, _U1, _U2, _U3, _WINDING, _POLE, _LAT_MIN, _LAT_MAX, _XMIN, _XMAX, _SHIFT, _Y_OFF,
+ _C0, _Y_NEXT, _ROWS) = range(41)  # fmt: skip
+
+
+@_fjit
+def _pixel_geometry(
+    lat_f: Any,
+    lon_f: Any,
+    value: Any,
+    sigma: Any,
+    b0: int,
+    nb: int,
+    inverse_variance: bool,
+    strips: bool,
+    south: float,
+    west: float,
+    res: float,
+    n_lat: int,
+    g: Any,
+) -> None:
+    """Pass 1 of a block (pixels b0 … b0 + nb − 1; lat_f/lon_f flat (pixel × 4 corners), degrees): weights,
+    unwrapped longitudes, rows i0…i1 and columns j0…j1 spanned, the pixel's class, and for strip pixels
+    their vertices in column units from column j0 and their latitudes relative to the row edge i0 (degrees
+    → radians). Straight-line code (selects, no branches, unsigned flat indices) so that LLVM vectorises the
+    loop; values of pixels of another class are computed and ignored."""
+    inv_res = 1.0 / res
+    deg = math.pi / 180.0
+    top_pole = south + n_lat * res >= 90.0
+    fine = res <= 1.0
+    for t in range(nb):
+        p = np.uint64(b0 + t)
+        c = np.uint64(4) * p
+        v = np.float64(value[p])
+        s = np.float64(sigma[p])
+        la0 = np.float64(lat_f[c])
+        la1 = np.float64(lat_f[c + np.uint64(1)])
+        la2 = np.float64(lat_f[c + np.uint64(2)])
+        la3 = np.float64(lat_f[c + np.uint64(3)])
+        lo0 = np.float64(lon_f[c])
+        lo1 = np.float64(lon_f[c + np.uint64(1)])
+        lo2 = np.float64(lon_f[c + np.uint64(2)])
+        lo3 = np.float64(lon_f[c + np.uint64(3)])
+        # one test for all: a NaN or inf anywhere makes the sum non-finite
+        finite = math.isfinite(v + s + la0 + la1 + la2 + la3 + lo0 + lo1 + lo2 + lo3)
+        w = 1.0 / (s * s) if inverse_variance else 1.0
+        weighted = s > 0.0 or not inverse_variance
+        lat_min = min(min(la0, la1), min(la2, la3))
+        lat_max = max(max(la0, la1), max(la2, la3))
+        xmin = min(min(lo0, lo1), min(lo2, lo3))
+        xmax = max(max(lo0, lo1), max(lo2, lo3))
+        # no step crosses ±180 (nearly all pixels): the unwrapped longitudes are the longitudes; else
+        # unwrap corner to corner (each step in [-180, 180)); around a pole the winding is ±360
+        plain = xmax - xmin < 180.0
+        v1 = lo0 + _wrap(lo1 - lo0)
+        v2 = v1 + _wrap(lo2 - v1)
+        v3 = v2 + _wrap(lo3 - v2)
+        winding = 0.0 if plain else v3 + _wrap(lo0 - v3) - lo0
+        u1 = lo1 if plain else v1
+        u2 = lo2 if plain else v2
+        u3 = lo3 if plain else v3
+        xmin = xmin if plain else min(min(lo0, u1), min(u2, u3))
+        xmax = xmax if plain else max(max(lo0, u1), max(u2, u3))
+        polar = abs(winding) > 180.0
+        # a pixel around a pole is closed along it: the polygon spans 360° of longitude
+        pole = (90.0 if la0 + la1 + la2 + la3 > 0 else -90.0) if polar else 0.0
+        xmin = min(xmin, lo0 + winding)
+        xmax = max(xmax, lo0 + winding)
+        lat_min = min(lat_min, pole) if polar else lat_min
+        lat_max = max(lat_max, pole) if polar else lat_max
+        # shift so the westernmost vertex lies in [west, west + 360); to column units
+        d = xmin - west
+        shift = west if 0.0 <= d < 360.0 else west + np.floor(d / 360.0) * 360.0
+        xmin = (xmin - shift) * inv_res
+        xmax = (xmax - shift) * inv_res
+        i0 = np.floor((lat_min - south) * inv_res)
+        i1 = np.floor((lat_max - south) * inv_res)
+        i1 = min(i1, n_lat - 1.0) if lat_max >= 90.0 and top_pole else i1
+        j0 = np.floor(xmin)
+        j1 = np.floor(xmax)
+        j1 = j1 - 1.0 if xmax == j1 and j1 > j0 else j1  # ending exactly on an edge: not in the next column
+        i1 = i1 - 1.0 if lat_max == south + i1 * res and i1 > i0 else i1
+        # strip pixels (≤ 2 rows, not polar, inside the grid's rows, fine grids): vertices in column units
+        # from column j0; latitudes in radians from the row edge i0 below the pixel
+        ref = south + i0 * res
+        strip = strips and fine and not polar and i1 - i0 <= 1.0 and i0 >= 0.0 and i1 < n_lat
+        strip = strip and lat_max - lat_min <= 5.0
+        kind = _STRIP if strip else _GENERAL
+        kind = _ONE if i0 == i1 and j0 == j1 else kind
+        kind = _SKIP if not (finite and weighted) or i1 < 0.0 or i0 >= n_lat else kind
+        g[_CLS * _BLOCK + t] = kind
+        g[_W * _BLOCK + t] = w
+        g[_WV * _BLOCK + t] = w * v
+        g[_WSS * _BLOCK + t] = w * w * s * s
+        g[_I0 * _BLOCK + t] = i0
+        g[_I1 * _BLOCK + t] = i1
+        g[_J0 * _BLOCK + t] = j0
+        g[_J1 * _BLOCK + t] = j1
+        g[_X0 * _BLOCK + t] = (lo0 - shift) * inv_res - j0
+        g[_X1 * _BLOCK + t] = (u1 - shift) * inv_res - j0
+        g[_X2 * _BLOCK + t] = (u2 - shift) * inv_res - j0
+        g[_X3 * _BLOCK + t] = (u3 - shift) * inv_res - j0
+        g[_Y0 * _BLOCK + t] = (la0 - ref) * deg
+        g[_Y1 * _BLOCK + t] = (la1 - ref) * deg
+        g[_Y2 * _BLOCK + t] = (la2 - ref) * deg
+        g[_Y3 * _BLOCK + t] = (la3 - ref) * deg
+        g[_U1 * _BLOCK + t] = u1
+        g[_U2 * _BLOCK + t] = u2
+        g[_U3 * _BLOCK + t] = u3
+        g[_WINDING * _BLOCK + t] = winding
+        g[_POLE * _BLOCK + t] = pole
+        g[_LAT_MIN * _BLOCK + t] = lat_min
+        g[_LAT_MAX * _BLOCK + t] = lat_max
+        g[_XMIN * _BLOCK + t] = xmin
+        g[_XMAX * _BLOCK + t] = xmax
+        g[_SHIFT * _BLOCK + t] = shift
+
+
+@_fjit
+def _strip_geometry(nb: int, g: Any) -> None:
+    """Pass 3 of a block: for strip pixels, y = sin(latitude) relative to the row edge i0 (series from the
+    tabulated sine and cosine of that edge), each edge's slope and inverse slope, 1 / (2 × area), and the
+    row cut between the two rows (∞ for one row). A strip pixel of no area becomes general. Vectorised."""
+    for t in range(nb):
+        y_off = g[_Y_OFF * _BLOCK + t]
+        c0 = g[_C0 * _BLOCK + t]
+        x0 = g[_X0 * _BLOCK + t]
+        x1 = g[_X1 * _BLOCK + t]
+        x2 = g[_X2 * _BLOCK + t]
+        x3 = g[_X3 * _BLOCK + t]
+        y0 = _sin_step(g[_Y0 * _BLOCK + t], y_off, c0)
+        y1 = _sin_step(g[_Y1 * _BLOCK + t], y_off, c0)
+        y2 = _sin_step(g[_Y2 * _BLOCK + t], y_off, c0)
+        y3 = _sin_step(g[_Y3 * _BLOCK + t], y_off, c0)
+        k0, q0 = _slopes(x1 - x0, y1 - y0)
+        k1, q1 = _slopes(x2 - x1, y2 - y1)
+        k2, q2 = _slopes(x3 - x2, y3 - y2)
+        k3, q3 = _slopes(x0 - x3, y0 - y3)
+        area = (x0 - x1) * (y0 + y1) + (x1 - x2) * (y1 + y2) + (x2 - x3) * (y2 + y3) + (x3 - x0) * (y3 + y0)
+        kind = g[_CLS * _BLOCK + t]
+        # degenerate (no area): the general case puts it in its centre's cell
+        g[_CLS * _BLOCK + t] = _GENERAL if kind == _STRIP and not abs(area) > 0.0 else kind
+        g[_Y0 * _BLOCK + t] = y0
+        g[_Y1 * _BLOCK + t] = y1
+        g[_Y2 * _BLOCK + t] = y2
+        g[_Y3 * _BLOCK + t] = y3
+        g[_K0 * _BLOCK + t] = k0
+        g[_K1 * _BLOCK + t] = k1
+        g[_K2 * _BLOCK + t] = k2
+        g[_K3 * _BLOCK + t] = k3
+        g[_Q0 * _BLOCK + t] = q0
+        g[_Q1 * _BLOCK + t] = q1
+        g[_Q2 * _BLOCK + t] = q2
+        g[_Q3 * _BLOCK + t] = q3
+        g[_AREA * _BLOCK + t] = area
+        g[_INV_AREA * _BLOCK + t] = 1.0 / area  # the factor 1/2 of the areas cancels in the shares
+        two = g[_I1 * _BLOCK + t] > g[_I0 * _BLOCK + t]
+        g[_YC * _BLOCK + t] = g[_Y_NEXT * _BLOCK + t] - y_off if two else np.inf
+
+
 @_fjit
 def footprint_kernel(
     lat_b: Any,
@@ -348,10 +515,10 @@ def footprint_kernel(
     ``strips=False`` sends every pixel through the general case (the reference the strip path is tested
     against)."""
     n = lat_b.shape[0]
+    lat_f = np.ascontiguousarray(lat_b).reshape(-1)
+    lon_f = np.ascontiguousarray(lon_b).reshape(-1)
     n360 = round(360.0 / res)
-    inv_res = 1.0 / res
     deg = math.pi / 180.0
-    top = south + n_lat * res
     # sin(latitude) of the grid's row edges: rows are bands between consecutive values
     y_edge = np.empty(n_lat + 1)
     c_edge = np.empty(n_lat + 1)
@@ -363,149 +530,118 @@ def footprint_kernel(
     prev = np.empty(n_lat + 2)
     cur = np.empty(n_lat + 2)
     cut_y = np.empty(n_lat + 2)
+    g = np.empty(_ROWS * _BLOCK)
     used = 0
-    for p in range(n):
-        v = np.float64(value[p])
-        s = np.float64(sigma[p])
-        la0, la1, la2, la3 = np.float64(lat_b[p, 0]), lat_b[p, 1], lat_b[p, 2], lat_b[p, 3]
-        lo0, lo1, lo2, lo3 = np.float64(lon_b[p, 0]), lon_b[p, 1], lon_b[p, 2], lon_b[p, 3]
-        # one test for all: a NaN or inf anywhere makes the sum non-finite
-        if not math.isfinite(v + s + la0 + la1 + la2 + la3 + lo0 + lo1 + lo2 + lo3):
-            continue
-        if inverse_variance:
-            if not s > 0.0:
+    for b0 in range(0, n, _BLOCK):
+        nb = min(_BLOCK, n - b0)
+        _pixel_geometry(
+            lat_f, lon_f, value, sigma, b0, nb, inverse_variance, strips, south, west, res, n_lat, g
+        )
+        # pass 2: the tabulated sine and cosine of each strip pixel's row edge (a gather: its own loop, so
+        # that passes 1 and 3 need no alias checks against the tables and vectorise)
+        for t in range(nb):
+            i = int(min(max(g[_I0 * _BLOCK + t], 0.0), n_lat - 1.0)) if g[_CLS * _BLOCK + t] == _STRIP else 0
+            g[_Y_OFF * _BLOCK + t] = y_edge[i]
+            g[_C0 * _BLOCK + t] = c_edge[i]
+            g[_Y_NEXT * _BLOCK + t] = y_edge[i + 1]
+        _strip_geometry(nb, g)
+        # pass 4: each pixel's shares into its cells
+        for t in range(nb):
+            kind = g[_CLS * _BLOCK + t]
+            if kind == _SKIP:
                 continue
-            w = 1.0 / (s * s)
-        else:
-            w = np.float64(1.0)
-        wv = w * v
-        wss = w * w * s * s
-        lat_min = min(min(la0, la1), min(la2, la3))
-        lat_max = max(max(la0, la1), max(la2, la3))
-        xmin = min(min(lo0, lo1), min(lo2, lo3))
-        xmax = max(max(lo0, lo1), max(lo2, lo3))
-        polar = False
-        pole = 0.0
-        winding = 0.0
-        if xmax - xmin < 180.0:  # no step crosses ±180: the unwrapped longitudes are the longitudes
-            u1, u2, u3 = np.float64(lo1), np.float64(lo2), np.float64(lo3)
-        else:  # unwrap corner to corner (each step in [-180, 180))
-            u1 = lo0 + _wrap(lo1 - lo0)
-            u2 = u1 + _wrap(lo2 - u1)
-            u3 = u2 + _wrap(lo3 - u2)
-            winding = u3 + _wrap(lo0 - u3) - lo0  # 0, or ±360 around a pole
-            xmin = min(min(lo0, u1), min(u2, u3))
-            xmax = max(max(lo0, u1), max(u2, u3))
-            polar = bool(abs(winding) > 180.0)
-            if polar:  # closed along the pole: the polygon spans 360° of longitude
-                pole = 90.0 if la0 + la1 + la2 + la3 > 0 else -90.0
-                xmin = min(xmin, lo0 + winding)
-                xmax = max(xmax, lo0 + winding)
-                lat_min = min(lat_min, pole)
-                lat_max = max(lat_max, pole)
-        # shift so the westernmost vertex lies in [west, west + 360); to column units
-        shift = west if 0.0 <= xmin - west < 360.0 else west + math.floor((xmin - west) / 360.0) * 360.0
-        xmin = (xmin - shift) * inv_res
-        xmax = (xmax - shift) * inv_res
-        i0 = math.floor((lat_min - south) * inv_res)
-        i1 = math.floor((lat_max - south) * inv_res)
-        if lat_max >= 90.0 and top >= 90.0:
-            i1 = min(i1, n_lat - 1)
-        j0 = math.floor(xmin)
-        j1 = math.floor(xmax)
-        if xmax == j1 and j1 > j0:  # a polygon ending exactly on an edge does not enter the next column
-            j1 -= 1
-        if lat_max == south + i1 * res and i1 > i0:
-            i1 -= 1
-        if i1 < 0 or i0 >= n_lat:
-            continue
-        if i0 == i1 and j0 == j1:
-            # one cell: the whole pixel goes there
-            jj = j0 % n360
-            if i0 < 0 or jj >= n_lon:
-                continue
-            _add_cell(sums, i0 * n_lon + jj, 1.0, w, wv, wss)
-            used += 1
-            continue
-        if strips and not polar and i1 - i0 <= 1 and i0 >= 0 and i1 < n_lat and lat_max - lat_min <= 5.0:
-            # the strip path (≤ 2 rows): per column, the area and its part below the row edge, as
-            # differences of the areas left of consecutive column edges (_edge_left, _edge_low). Vertices in
-            # column units from the pixel's first column; y = sin(latitude) relative to the sine of a row edge
-            # below the pixel (tabulated on fine grids) or of its first corner: small numbers, so areas lose
-            # no digits to cancellation. All in scalars: no loop over edges, no arrays.
-            if res <= 1.0:
-                ref, y_off, c0 = south + i0 * res, y_edge[i0], c_edge[i0]
-            else:
-                ref, y_off, c0 = la0, math.sin(la0 * deg), math.cos(la0 * deg)
-            short = lat_max - ref <= 0.5 and ref - lat_min <= 0.5
-            x0 = (lo0 - shift) * inv_res - j0
-            x1 = (u1 - shift) * inv_res - j0
-            x2 = (u2 - shift) * inv_res - j0
-            x3 = (u3 - shift) * inv_res - j0
-            y0 = _sin_step((la0 - ref) * deg, y_off, c0, short)
-            y1 = _sin_step((la1 - ref) * deg, y_off, c0, short)
-            y2 = _sin_step((la2 - ref) * deg, y_off, c0, short)
-            y3 = _sin_step((la3 - ref) * deg, y_off, c0, short)
-            k0, q0 = _slopes(x1 - x0, y1 - y0)
-            k1, q1 = _slopes(x2 - x1, y2 - y1)
-            k2, q2 = _slopes(x3 - x2, y3 - y2)
-            k3, q3 = _slopes(x0 - x3, y0 - y3)
-            nj = j1 - j0 + 1
-            two = i1 > i0
-            yc = y_edge[i0 + 1] - y_off if two else np.inf
-            area = (
-                (x0 - x1) * (y0 + y1) + (x1 - x2) * (y1 + y2) + (x2 - x3) * (y2 + y3) + (x3 - x0) * (y3 + y0)
-            )
-            if not abs(area) > 0.0:  # degenerate: the general case puts it in its centre's cell
-                used += _polygon_cells(
-                    lo0, u1, u2, u3, la0, la1, la2, la3, winding, pole, polar, lat_min, lat_max, xmin, xmax,
-                    shift, i0, i1, j0, j1, w, wv, wss, south, res, n_lat, n_lon, px, py, y_edge, c_edge, prev,
-                    cur, cut_y, sums,
-                )  # fmt: skip
-                continue
-            inv_area = 1.0 / area  # the factor 1/2 of the areas cancels in the shares
-            reached = False
-            left_prev = 0.0  # area left of the column's west edge (×2), and its part below yc
-            low_prev = 0.0
-            jj = j0 % n360 - 1  # column of cell m, wrapped without a division per cell
-            for m in range(nj):
-                cut = float(m + 1)
-                if m + 1 < nj:
-                    left = (_edge_left(x0, y0, x1, y1, k0, cut) + _edge_left(x1, y1, x2, y2, k1, cut)) + (
-                        _edge_left(x2, y2, x3, y3, k2, cut) + _edge_left(x3, y3, x0, y0, k3, cut)
-                    )
-                else:
-                    left = area
-                if two:
-                    low = (
-                        _edge_low(x0, y0, x1, y1, k0, q0, cut, yc)
-                        + _edge_low(x1, y1, x2, y2, k1, q1, cut, yc)
-                    ) + (
-                        _edge_low(x2, y2, x3, y3, k2, q2, cut, yc)
-                        + _edge_low(x3, y3, x0, y0, k3, q3, cut, yc)
-                    )
-                else:
-                    low = left
-                jj = jj + 1 if jj + 1 < n360 else 0
-                if jj < n_lon:
-                    f = (low - low_prev) * inv_area
-                    if f > 1e-12:
-                        _add_cell(sums, i0 * n_lon + jj, f, w, wv, wss)
-                        reached = True
-                    if two:
-                        f = ((left - left_prev) - (low - low_prev)) * inv_area
-                        if f > 1e-12:
-                            _add_cell(sums, (i0 + 1) * n_lon + jj, f, w, wv, wss)
-                            reached = True
-                left_prev = left
-                low_prev = low
-            if reached:
+            w = g[_W * _BLOCK + t]
+            wv = g[_WV * _BLOCK + t]
+            wss = g[_WSS * _BLOCK + t]
+            i0 = int(g[_I0 * _BLOCK + t])
+            j0 = int(g[_J0 * _BLOCK + t])
+            jw = j0 if 0 <= j0 < n360 else j0 % n360  # the first column, wrapped
+            if kind == _ONE:  # one cell: the whole pixel goes there
+                if i0 < 0 or jw >= n_lon:
+                    continue
+                _add_cell(sums, i0 * n_lon + jw, 1.0, w, wv, wss)
                 used += 1
-            continue
-        used += _polygon_cells(
-            lo0, u1, u2, u3, la0, la1, la2, la3, winding, pole, polar, lat_min, lat_max, xmin, xmax, shift,
-            i0, i1, j0, j1, w, wv, wss, south, res, n_lat, n_lon, px, py, y_edge, c_edge, prev, cur, cut_y, sums,
-        )  # fmt: skip
+            elif kind == _STRIP:
+                # the strip path (≤ 2 rows): per column, the area and its part below the row edge, as
+                # differences of the areas left of consecutive column edges (_edge_left, _edge_low).
+                # Vertices in column units from the pixel's first column; y = sin(latitude) relative to
+                # the sine of the row edge below the pixel: small numbers, so areas lose no digits to
+                # cancellation. All in scalars: no loop over edges, no arrays.
+                x0 = g[_X0 * _BLOCK + t]
+                x1 = g[_X1 * _BLOCK + t]
+                x2 = g[_X2 * _BLOCK + t]
+                x3 = g[_X3 * _BLOCK + t]
+                y0 = g[_Y0 * _BLOCK + t]
+                y1 = g[_Y1 * _BLOCK + t]
+                y2 = g[_Y2 * _BLOCK + t]
+                y3 = g[_Y3 * _BLOCK + t]
+                k0 = g[_K0 * _BLOCK + t]
+                k1 = g[_K1 * _BLOCK + t]
+                k2 = g[_K2 * _BLOCK + t]
+                k3 = g[_K3 * _BLOCK + t]
+                q0 = g[_Q0 * _BLOCK + t]
+                q1 = g[_Q1 * _BLOCK + t]
+                q2 = g[_Q2 * _BLOCK + t]
+                q3 = g[_Q3 * _BLOCK + t]
+                area = g[_AREA * _BLOCK + t]
+                inv_area = g[_INV_AREA * _BLOCK + t]
+                yc = g[_YC * _BLOCK + t]
+                nj = int(g[_J1 * _BLOCK + t]) - j0 + 1
+                two = yc < np.inf
+                reached = False
+                left_prev = 0.0  # area left of the column's west edge (×2), and its part below yc
+                low_prev = 0.0
+                jj = jw - 1  # column of cell m, wrapped without a division per cell
+                for m in range(nj):
+                    if m + 1 < nj:
+                        cut = float(m + 1)
+                        left = (_edge_left(x0, y0, x1, y1, k0, cut) + _edge_left(x1, y1, x2, y2, k1, cut)) + (
+                            _edge_left(x2, y2, x3, y3, k2, cut) + _edge_left(x3, y3, x0, y0, k3, cut)
+                        )
+                        if two:
+                            low = (
+                                _edge_low(x0, y0, x1, y1, k0, q0, cut, yc)
+                                + _edge_low(x1, y1, x2, y2, k1, q1, cut, yc)
+                            ) + (
+                                _edge_low(x2, y2, x3, y3, k2, q2, cut, yc)
+                                + _edge_low(x3, y3, x0, y0, k3, q3, cut, yc)
+                            )
+                        else:
+                            low = left
+                    else:  # the last column's east edge lies east of the pixel: no cut in x
+                        left = area
+                        if two:
+                            low = (
+                                _edge_below(x0, y0, x1, y1, q0, yc) + _edge_below(x1, y1, x2, y2, q1, yc)
+                            ) + (_edge_below(x2, y2, x3, y3, q2, yc) + _edge_below(x3, y3, x0, y0, q3, yc))
+                        else:
+                            low = left
+                    jj = jj + 1 if jj + 1 < n360 else 0
+                    if jj < n_lon:
+                        f = (low - low_prev) * inv_area
+                        if f > 1e-12:
+                            _add_cell(sums, i0 * n_lon + jj, f, w, wv, wss)
+                            reached = True
+                        if two:
+                            f = ((left - left_prev) - (low - low_prev)) * inv_area
+                            if f > 1e-12:
+                                _add_cell(sums, (i0 + 1) * n_lon + jj, f, w, wv, wss)
+                                reached = True
+                    left_prev = left
+                    low_prev = low
+                if reached:
+                    used += 1
+            else:
+                p = b0 + t
+                used += _polygon_cells(
+                    np.float64(lon_b[p, 0]), g[_U1 * _BLOCK + t], g[_U2 * _BLOCK + t], g[_U3 * _BLOCK + t],
+                    np.float64(lat_b[p, 0]), np.float64(lat_b[p, 1]), np.float64(lat_b[p, 2]),
+                    np.float64(lat_b[p, 3]), g[_WINDING * _BLOCK + t], g[_POLE * _BLOCK + t],
+                    abs(g[_WINDING * _BLOCK + t]) > 180.0, g[_LAT_MIN * _BLOCK + t], g[_LAT_MAX * _BLOCK + t],
+                    g[_XMIN * _BLOCK + t], g[_XMAX * _BLOCK + t], g[_SHIFT * _BLOCK + t], i0,
+                    int(g[_I1 * _BLOCK + t]), j0, int(g[_J1 * _BLOCK + t]), w, wv, wss, south, res, n_lat,
+                    n_lon, px, py, y_edge, c_edge, prev, cur, cut_y, sums,
+                )  # fmt: skip
     return used
 
 
