@@ -382,8 +382,8 @@ def _pixel_geometry(
         finite = math.isfinite(v + s + la0 + la1 + la2 + la3 + lo0 + lo1 + lo2 + lo3)
         w = 1.0 / (s * s) if inverse_variance else 1.0
         weighted = s > 0.0 or not inverse_variance
-        lat_min = min(min(la0, la1), min(la2, la3))
-        lat_max = max(max(la0, la1), max(la2, la3))
+        lat_min: float = min(min(la0, la1), min(la2, la3))
+        lat_max: float = max(max(la0, la1), max(la2, la3))
         xmin = min(min(lo0, lo1), min(lo2, lo3))
         xmax = max(max(lo0, lo1), max(lo2, lo3))
         # no step crosses ±180 (nearly all pixels): the unwrapped longitudes are the longitudes; else
@@ -401,8 +401,8 @@ def _pixel_geometry(
         polar = abs(winding) > 180.0
         # a pixel around a pole is closed along it: the polygon spans 360° of longitude
         pole = (90.0 if la0 + la1 + la2 + la3 > 0 else -90.0) if polar else 0.0
-        xmin = min(xmin, lo0 + winding)
-        xmax = max(xmax, lo0 + winding)
+        xmin = min(xmin, lo0 + winding) if polar else xmin
+        xmax = max(xmax, lo0 + winding) if polar else xmax
         lat_min = min(lat_min, pole) if polar else lat_min
         lat_max = max(lat_max, pole) if polar else lat_max
         # shift so the westernmost vertex lies in [west, west + 360); to column units
