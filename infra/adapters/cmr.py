@@ -1,12 +1,15 @@
 """NASA CMR-STAC (``https://cmr.earthdata.nasa.gov/stac/GES_DISC``): OCO-2 and OCO-3 Lite FP daily files.
 
 Search is open; downloads from GES DISC need Earthdata Login. Collection ids carry the product version
-(``OCO2_L2_Lite_FP_11.2r``-like, unverified) and change with reprocessings, so a sources-file entry names the
-collection *short name* per product (``oco2-xco2: OCO2_L2_Lite_FP``) and the adapter lists ``/collections`` at
-run time (following ``next`` links) and searches every collection whose id is that short name followed by a
-version; an exact id in the sources file is used as is. Items are matched on their data asset's file name
-(:func:`transforms.granules.parse_granule_name`), never on item ids; when two versions of one day are found,
-the harvest keeps the newer build (version precedence in the ledger).
+(``<ShortName>_<version>``, ``OCO2_L2_Lite_FP_11.2r``, as CMR-STAC's ``collectionToId`` makes them) and change
+with reprocessings, so a sources-file entry names the collection *short name* per product (``oco2-xco2:
+OCO2_L2_Lite_FP``) and the adapter lists ``<provider>/collections`` at run time (plain JSON, following
+``next`` links, which carry a ``cursor``) and searches every collection whose id is that short name followed
+by a version; an exact id in the sources file is used as is. The listing is read directly, not through
+pystac-client: a CMR-STAC provider catalog's ``root`` link is the global ``/stac`` catalog, not itself. Items
+are matched on their data asset's file name (:func:`transforms.granules.parse_granule_name`), never on item
+ids; when two versions of one day are found, the harvest keeps the newer build (version precedence in the
+ledger).
 
 Credentials, in this order (never logged or stored):
 
@@ -83,17 +86,32 @@ class CmrStacAdapter(StacApiAdapter):
 
     def _collection_ids(self) -> list[str]:
         if self._listed is None:
-            from pystac_client import Client
-
-            try:
-                client = Client.open(self.config.url)
-                self._listed = [c.id for c in client.get_collections()]
-            except Exception as exc:
-                raise SourceError(
-                    f"listing collections at {redact_url(self.config.url)} ({self.name}) failed: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
+            self._listed = self._list_collections()
         return self._listed
+
+    def _list_collections(self) -> list[str]:
+        """Every collection id at ``<url>/collections``, page after page (``next`` links)."""
+        import requests
+
+        from infra.adapters.item_search import PageRequest, fetch_page, next_request
+
+        request: PageRequest | None = PageRequest("GET", self.config.url.rstrip("/") + "/collections")
+        seen: set[tuple[str, str, bytes, bytes]] = set()
+        ids: list[str] = []
+        try:
+            with requests.Session() as session:
+                while request is not None and request.key() not in seen:
+                    seen.add(request.key())
+                    page = fetch_page(session, request)
+                    listed = [c for c in page.get("collections") or [] if isinstance(c, dict)]
+                    ids += [str(c["id"]) for c in listed if c.get("id")]
+                    request = next_request(page, request) if listed else None
+        except Exception as exc:
+            what = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+            raise SourceError(
+                f"listing collections at {redact_url(self.config.url)} ({self.name}) failed: {what}"
+            ) from exc
+        return ids
 
     def authorize(self, granule: UpstreamGranule, *, refresh: bool = False) -> Download:
         token = get_settings().earthdata_token

@@ -1,8 +1,13 @@
 """Replay of NASA CMR-STAC (GES_DISC provider) and the GES DISC data host with Earthdata Login, on 127.0.0.1.
 
-- ``/stac/GES_DISC``: landing page, ``/collections`` (paged: ``next`` links, two collections a page),
-  ``/search`` (GET and POST; ``collections``, ``datetime``; at most ``page_size`` items a page with a ``next``
-  link carrying the page number, as CMR-STAC does).
+- ``/stac/GES_DISC``: landing page, ``/collections`` (paged: two collections a page, a ``next`` link carrying an
+  opaque ``cursor``), ``/search`` (GET and POST; ``collections``, ``datetime``, ``limit``, ``cursor``; at most
+  ``page_size`` items a page). The shapes follow CMR-STAC's own code (github.com/nasa/cmr-stac, ``src/routes/``
+  and ``src/domains/``): a search page is ``{type, features, links}`` with ``self``/``root``/``parent``/``first``
+  links and a ``next`` link that is always a plain GET (no ``method``) of ``/search?<the query and the POST body
+  as query parameters>&cursor=<cursor>``, whatever the method of the search; an item's id is the granule's
+  title (GES DISC: ``<ShortName>.<version>:<file name>``), its file is the ``download`` asset ("Direct
+  Download") and a ``metadata`` asset points at CMR.
 - ``/data/<short_name>.<version>/<year>/<file>``: the files of a simulated archive. A request with
   ``Authorization: Bearer <token>`` is served when the token is the valid one (else 401); without it the data
   host redirects to ``/urs/oauth/authorize`` (Earthdata Login), which takes HTTP basic auth, sets a session
@@ -15,6 +20,7 @@ it served (searches, pages, downloads by auth kind).
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import json
 import secrets
@@ -25,7 +31,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse
 
 from transforms.granules import parse_granule_name
 
@@ -48,7 +54,7 @@ class CmrReplay:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     user: str = "eolake"
     password: str = field(default_factory=lambda: secrets.token_urlsafe(8))
-    page_size: int = 1
+    page_size: int = 1  # items a page whatever the client asks (CMR-STAC honours ``limit`` up to 2000)
     url: str = ""
     searches: int = 0
     pages: int = 0
@@ -71,9 +77,10 @@ class CmrReplay:
         return _fill(
             (RECORDED / "item.json").read_text(),
             {
-                "id": path.name,
+                "id": f"{short}.{version}:{path.name}",  # the GES DISC granule title
                 "collection": collection,
                 "root": self.stac_url,
+                "stac_root": self.url + "/stac",
                 "start": name.start.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
                 "end": (name.end - dt.timedelta(milliseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.999Z"),
                 "concept": f"G{abs(hash(path.name)) % 10**10}-GES_DISC",
@@ -117,18 +124,18 @@ class _Handler(BaseHTTPRequestHandler):
         r = self.replay
         url = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        roots = {"root": r.stac_url, "stac_root": r.url + "/stac"}
         if url.path == STAC:
-            return self._json(_fill((RECORDED / "landing.json").read_text(), {"root": r.stac_url}))
+            return self._json(_fill((RECORDED / "landing.json").read_text(), roots))
         if url.path == STAC + "/conformance":
-            landing = _fill((RECORDED / "landing.json").read_text(), {"root": r.stac_url})
+            landing = _fill((RECORDED / "landing.json").read_text(), roots)
             return self._json({"conformsTo": landing["conformsTo"]})
         if url.path == STAC + "/collections":
-            return self._collections(int(q.get("page", "1")))
+            return self._collections(_offset(q.get("cursor")))
         if url.path.startswith(STAC + "/collections/"):
             return self._json(self._collection(url.path.rsplit("/", 1)[1]))
         if url.path == STAC + "/search":
-            cols = [c for c in q.get("collections", "").split(",") if c]
-            return self._search(cols, q.get("datetime"), int(q.get("page", "1")), method="GET")
+            return self._search(q)
         if url.path.startswith("/urs/oauth/authorize"):
             return self._login(q)
         if url.path.startswith("/data/"):
@@ -139,9 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
         if url.path == STAC + "/search":
-            return self._search(
-                body.get("collections") or [], body.get("datetime"), int(body.get("page", 1)), "POST"
-            )
+            return self._search({**{k: v[0] for k, v in parse_qs(url.query).items()}, **body})
         self._json({"errors": [f"not found: {url.path}"]}, 404)
 
     def _collection(self, cid: str) -> dict[str, Any]:
@@ -149,40 +154,60 @@ class _Handler(BaseHTTPRequestHandler):
         values = {"id": cid, "title": cid.replace("_", " "), "root": self.replay.stac_url, "concept": concept}
         return _fill((RECORDED / "collection.json").read_text(), values)
 
-    def _collections(self, page: int) -> None:
+    def _collections(self, offset: int) -> None:
         ids = self.replay.collection_ids()
-        chunk = ids[(page - 1) * 2 : page * 2]
-        links = [{"rel": "self", "href": f"{self.replay.stac_url}/collections?page={page}"}]
-        if page * 2 < len(ids):
-            links.append({"rel": "next", "href": f"{self.replay.stac_url}/collections?page={page + 1}"})
-        self._json({"collections": [self._collection(c) for c in chunk], "links": links})
-
-    def _search(self, collections: list[str], interval: str | None, page: int, method: str) -> None:
-        r = self.replay
-        r.searches += page == 1
-        r.pages += 1
-        items = r.search(collections, interval)
-        size = r.page_size
-        chunk = items[(page - 1) * size : page * size]
-        links: list[dict[str, Any]] = [{"rel": "root", "href": r.stac_url}]
-        if page * size < len(items):
-            if method == "POST":
-                body = {"collections": collections, "datetime": interval, "page": page + 1}
-                links.append({"rel": "next", "href": f"{r.stac_url}/search", "method": "POST", "body": body})
-            else:
-                qs = f"collections={','.join(collections)}&datetime={quote(interval or '')}&page={page + 1}"
-                links.append({"rel": "next", "href": f"{r.stac_url}/search?{qs}", "method": "GET"})
+        chunk = ids[offset : offset + 2]
+        links = [{"rel": "self", "href": self.replay.stac_url + "/collections", "type": "application/json"}]
+        if offset + 2 < len(ids):
+            nxt = f"{self.replay.stac_url}/collections?{urlencode({'cursor': _cursor(offset + 2)})}"
+            links.append({"rel": "next", "href": nxt, "type": "application/geo+json"})
         self._json(
             {
-                "type": "FeatureCollection",
-                "stac_version": "1.0.0",
-                "numberMatched": len(items),
-                "numberReturned": len(chunk),
-                "features": chunk,
+                "description": "All collections provided by GES_DISC",
                 "links": links,
-                "context": {"returned": len(chunk), "limit": size, "matched": len(items)},
+                "collections": [self._collection(c) for c in chunk],
             }
         )
+
+    def _search(self, query: dict[str, Any]) -> None:
+        """One page of a search; ``query``: the GET parameters merged with the POST body (CMR-STAC merges them
+        the same way)."""
+        r = self.replay
+        offset = _offset(query.get("cursor"))
+        r.searches += offset == 0
+        r.pages += 1
+        collections = query.get("collections") or []
+        if isinstance(collections, str):
+            collections = [c for c in collections.split(",") if c]
+        items = r.search(list(collections), query.get("datetime"))
+        size = r.page_size
+        chunk = items[offset : offset + size]
+        first = {k: v for k, v in query.items() if k != "cursor"}
+        links: list[dict[str, Any]] = [
+            {"rel": "self", "href": self._self_url(), "type": "application/geo+json", "title": "This search"},
+            {"rel": "root", "href": r.url + "/stac", "type": "application/json", "title": "Root Catalog"},
+            {"rel": "parent", "href": r.stac_url, "type": "application/json", "title": "Provider Catalog"},
+            {
+                "rel": "first",
+                "href": f"{r.stac_url}/search?{_query_string(first)}",
+                "type": "application/geo+json",
+                "title": "First page of results",
+            },
+        ]
+        if offset + size < len(items):
+            nxt = _query_string({**query, "cursor": _cursor(offset + size)})
+            links.append(
+                {
+                    "rel": "next",
+                    "href": f"{r.stac_url}/search?{nxt}",
+                    "type": "application/geo+json",
+                    "title": "Next page of results",
+                }
+            )
+        self._json({"type": "FeatureCollection", "features": chunk, "links": links})
+
+    def _self_url(self) -> str:
+        return self.replay.url + self.path
 
     def _refuse(self) -> None:
         self.replay.refused += 1
@@ -236,6 +261,33 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def _cursor(offset: int) -> str:
+    """An opaque cursor, as CMR hands out (base64 of a JSON search-after value)."""
+    return base64.b64encode(json.dumps({"json": f"[{offset}]"}).encode()).decode()
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        return int(json.loads(base64.b64decode(cursor))["json"].strip("[]"))
+    except (binascii.Error, ValueError, KeyError) as exc:
+        raise ValueError(f"bad cursor {cursor!r}") from exc
+
+
+def _query_string(query: dict[str, Any]) -> str:
+    """CMR-STAC's ``stringifyQuery``: lists comma-joined (``String([a, b])``), objects as ``key[sub]=value``."""
+    flat: dict[str, str] = {}
+    for key, value in query.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}[{k}]": str(v) for k, v in value.items()})
+        elif isinstance(value, list):
+            flat[key] = ",".join(str(v) for v in value)
+        else:
+            flat[key] = str(value)
+    return urlencode(flat)
 
 
 @contextmanager
