@@ -179,37 +179,54 @@ def _slopes(dx: float, dy: float) -> tuple[float, float]:
 
 
 @_inline
-def _edge_left(xa: float, ya: float, xb: float, yb: float, k: float, a: float) -> float:
-    """One edge (xa, ya) → (xb, yb) (slope k) of a closed polygon: its term (×2, counter-clockwise positive)
-    of the polygon's area left of x = a. The edge is clipped to x ≤ a by sliding its ends along it onto
-    x = a; −∫ y dx over the clipped edges is that area (the closing parts on x = a add nothing)."""
-    xa1 = min(xa, a)
-    xb1 = min(xb, a)
-    return (xa1 - xb1) * ((ya + (xa1 - xa) * k) + (yb + (xb1 - xb) * k))
-
-
-@_inline
-def _edge_low(xa: float, ya: float, xb: float, yb: float, k: float, q: float, a: float, b: float) -> float:
-    """As :func:`_edge_left`, the term (×2) of the area left of x = a and below y = b: the edge clipped to
-    x ≤ a is clipped again to y ≤ b the same way (inverse slope q), and ∫ (x − a) dy over those is that
-    area (the closing parts on y = b add nothing, those on x = a add a·Δy, and Σ Δy = 0). No branches,
-    no divisions."""
+def _edge_cut(
+    xa: float, ya: float, xb: float, yb: float, k: float, q: float, a: float, b: float
+) -> tuple[float, float]:
+    """One edge (xa, ya) → (xb, yb) (slope k, inverse slope q) of a closed polygon: its terms (×2,
+    counter-clockwise positive) of the polygon's area left of x = a, and of the part of that below y = b.
+    The edge is clipped to x ≤ a by sliding its ends along it onto x = a: −∫ y dx over the clipped edges
+    is the area left of a (the closing parts on x = a add nothing). Clipped again to y ≤ b the same way,
+    ∫ (x − a) dy over those is the part below b (the closing parts on y = b add nothing, those on x = a
+    add a·Δy, and Σ Δy = 0). No branches, no divisions; for a ≥ every x the first term is the edge's term
+    of the whole area, bit for bit."""
     xa1 = min(xa, a)
     xb1 = min(xb, a)
     ya1 = ya + (xa1 - xa) * k
     yb1 = yb + (xb1 - xb) * k
     ya2 = min(ya1, b)
     yb2 = min(yb1, b)
-    return (yb2 - ya2) * ((xa1 + (ya2 - ya1) * q - a) + (xb1 + (yb2 - yb1) * q - a))
+    left = (xa1 - xb1) * (ya1 + yb1)
+    low = (yb2 - ya2) * ((xa1 + (ya2 - ya1) * q - a) + (xb1 + (yb2 - yb1) * q - a))
+    return left, low
 
 
 @_inline
-def _edge_below(xa: float, ya: float, xb: float, yb: float, q: float, b: float) -> float:
-    """:func:`_edge_low` for a cut east of the whole polygon: only the clip to y ≤ b, and ∫ x dy (the
-    constant a of ∫ (x − a) dy sums to 0 over the closed polygon)."""
-    ya2 = min(ya, b)
-    yb2 = min(yb, b)
-    return (yb2 - ya2) * ((xa + (ya2 - ya) * q) + (xb + (yb2 - yb) * q))
+def _cut_areas(
+    x0: float,
+    x1: float,
+    x2: float,
+    x3: float,
+    y0: float,
+    y1: float,
+    y2: float,
+    y3: float,
+    k0: float,
+    k1: float,
+    k2: float,
+    k3: float,
+    q0: float,
+    q1: float,
+    q2: float,
+    q3: float,
+    a: float,
+    b: float,
+) -> tuple[float, float]:
+    """A quadrilateral's area left of x = a and its part below y = b (both ×2; :func:`_edge_cut`)."""
+    l0, w0 = _edge_cut(x0, y0, x1, y1, k0, q0, a, b)
+    l1, w1 = _edge_cut(x1, y1, x2, y2, k1, q1, a, b)
+    l2, w2 = _edge_cut(x2, y2, x3, y3, k2, q2, a, b)
+    l3, w3 = _edge_cut(x3, y3, x0, y0, k3, q3, a, b)
+    return (l0 + l1) + (l2 + l3), (w0 + w1) + (w2 + w3)
 
 
 @_inline
@@ -336,8 +353,9 @@ def _polygon_cells(
 _BLOCK = 256
 _SKIP, _ONE, _STRIP, _GENERAL = 0.0, 1.0, 2.0, 3.0  # pixel classes (row _CLS)
 (_CLS, _W, _WV, _WSS, _I0, _I1, _J0, _J1, _X0, _X1, _X2, _X3, _Y0, _Y1, _Y2, _Y3, _K0, _K1, _K2, _K3, _Q0, _Q1,
- _Q2, _Q3, _AREA, _INV_AREA, _YC, _U1, _U2, _U3, _WINDING, _POLE, _LAT_MIN, _LAT_MAX, _XMIN, _XMAX, _SHIFT, _Y_OFF,
- _C0, _Y_NEXT, _ROWS) = range(41)  # fmt: skip
+ _Q2, _Q3, _INV_AREA, _YC, _U1, _U2, _U3, _WINDING, _POLE, _LAT_MIN, _LAT_MAX, _XMIN, _XMAX, _SHIFT, _Y_OFF,
+ _C0, _Y_NEXT, _LEFT, _LOW, _ROWS) = range(42)  # fmt: skip
+_SLOTS = 8  # columns of strip pixels done by the vectorised pass; further columns are done one by one
 
 
 @_fjit
@@ -473,7 +491,10 @@ def _strip_geometry(nb: int, g: Any) -> None:
         k1, q1 = _slopes(x2 - x1, y2 - y1)
         k2, q2 = _slopes(x3 - x2, y3 - y2)
         k3, q3 = _slopes(x0 - x3, y0 - y3)
-        area = (x0 - x1) * (y0 + y1) + (x1 - x2) * (y1 + y2) + (x2 - x3) * (y2 + y3) + (x3 - x0) * (y3 + y0)
+        # grouped as in _cut_areas: the last column's cut gives this area bit for bit
+        area = ((x0 - x1) * (y0 + y1) + (x1 - x2) * (y1 + y2)) + (
+            (x2 - x3) * (y2 + y3) + (x3 - x0) * (y3 + y0)
+        )
         kind = g[_CLS * _BLOCK + t]
         # degenerate (no area): the general case puts it in its centre's cell
         g[_CLS * _BLOCK + t] = _GENERAL if kind == _STRIP and not abs(area) > 0.0 else kind
@@ -489,10 +510,40 @@ def _strip_geometry(nb: int, g: Any) -> None:
         g[_Q1 * _BLOCK + t] = q1
         g[_Q2 * _BLOCK + t] = q2
         g[_Q3 * _BLOCK + t] = q3
-        g[_AREA * _BLOCK + t] = area
         g[_INV_AREA * _BLOCK + t] = 1.0 / area  # the factor 1/2 of the areas cancels in the shares
         two = g[_I1 * _BLOCK + t] > g[_I0 * _BLOCK + t]
         g[_YC * _BLOCK + t] = g[_Y_NEXT * _BLOCK + t] - y_off if two else np.inf
+        g[_LEFT * _BLOCK + t] = 0.0
+        g[_LOW * _BLOCK + t] = 0.0
+
+
+@_fjit
+def _column_shares(nb: int, columns: int, g: Any, shares: Any) -> None:
+    """Pass 4 of a block: the shares of strip pixels in their first ``columns`` (≤ _SLOTS) columns, one
+    column at a time over all pixels (vectorised): the areas left of the column's east edge and below the
+    row cut (:func:`_cut_areas`) minus those of its west edge, over the pixel's area, into ``shares``
+    (slot m: rows 2m and 2m + 1 of _BLOCK values, the lower and the upper row's share in column m; a
+    separate array, so that LLVM sees these stores apart from the loads from ``g``); rows _LEFT and _LOW
+    of ``g`` keep the areas at the last edge done."""
+    for m in range(columns):
+        cut = float(m + 1)
+        lower = 2 * m * _BLOCK
+        upper = lower + _BLOCK
+        for t in range(nb):
+            yc = g[_YC * _BLOCK + t]
+            left, low = _cut_areas(
+                g[_X0 * _BLOCK + t], g[_X1 * _BLOCK + t], g[_X2 * _BLOCK + t], g[_X3 * _BLOCK + t],
+                g[_Y0 * _BLOCK + t], g[_Y1 * _BLOCK + t], g[_Y2 * _BLOCK + t], g[_Y3 * _BLOCK + t],
+                g[_K0 * _BLOCK + t], g[_K1 * _BLOCK + t], g[_K2 * _BLOCK + t], g[_K3 * _BLOCK + t],
+                g[_Q0 * _BLOCK + t], g[_Q1 * _BLOCK + t], g[_Q2 * _BLOCK + t], g[_Q3 * _BLOCK + t], cut, yc,
+            )  # fmt: skip
+            low = low if yc < np.inf else left  # one row: all of it is in the lower row
+            inv_area = g[_INV_AREA * _BLOCK + t]
+            d_low = low - g[_LOW * _BLOCK + t]
+            shares[lower + t] = d_low * inv_area
+            shares[upper + t] = ((left - g[_LEFT * _BLOCK + t]) - d_low) * inv_area
+            g[_LEFT * _BLOCK + t] = left
+            g[_LOW * _BLOCK + t] = low
 
 
 @_fjit
@@ -531,6 +582,7 @@ def footprint_kernel(
     cur = np.empty(n_lat + 2)
     cut_y = np.empty(n_lat + 2)
     g = np.empty(_ROWS * _BLOCK)
+    shares = np.empty(2 * _SLOTS * _BLOCK)
     used = 0
     for b0 in range(0, n, _BLOCK):
         nb = min(_BLOCK, n - b0)
@@ -538,14 +590,20 @@ def footprint_kernel(
             lat_f, lon_f, value, sigma, b0, nb, inverse_variance, strips, south, west, res, n_lat, g
         )
         # pass 2: the tabulated sine and cosine of each strip pixel's row edge (a gather: its own loop, so
-        # that passes 1 and 3 need no alias checks against the tables and vectorise)
+        # that the other passes need no alias checks against the tables and vectorise), and the most
+        # columns of a strip pixel
+        columns = 0
         for t in range(nb):
-            i = int(min(max(g[_I0 * _BLOCK + t], 0.0), n_lat - 1.0)) if g[_CLS * _BLOCK + t] == _STRIP else 0
+            i = 0
+            if g[_CLS * _BLOCK + t] == _STRIP:
+                i = int(g[_I0 * _BLOCK + t])
+                columns = max(columns, int(g[_J1 * _BLOCK + t] - g[_J0 * _BLOCK + t]) + 1)
             g[_Y_OFF * _BLOCK + t] = y_edge[i]
             g[_C0 * _BLOCK + t] = c_edge[i]
             g[_Y_NEXT * _BLOCK + t] = y_edge[i + 1]
         _strip_geometry(nb, g)
-        # pass 4: each pixel's shares into its cells
+        _column_shares(nb, min(columns, _SLOTS), g, shares)
+        # pass 5: each pixel's shares into its cells
         for t in range(nb):
             kind = g[_CLS * _BLOCK + t]
             if kind == _SKIP:
@@ -562,73 +620,42 @@ def footprint_kernel(
                 _add_cell(sums, i0 * n_lon + jw, 1.0, w, wv, wss)
                 used += 1
             elif kind == _STRIP:
-                # the strip path (≤ 2 rows): per column, the area and its part below the row edge, as
-                # differences of the areas left of consecutive column edges (_edge_left, _edge_low).
-                # Vertices in column units from the pixel's first column; y = sin(latitude) relative to
-                # the sine of the row edge below the pixel: small numbers, so areas lose no digits to
-                # cancellation. All in scalars: no loop over edges, no arrays.
-                x0 = g[_X0 * _BLOCK + t]
-                x1 = g[_X1 * _BLOCK + t]
-                x2 = g[_X2 * _BLOCK + t]
-                x3 = g[_X3 * _BLOCK + t]
-                y0 = g[_Y0 * _BLOCK + t]
-                y1 = g[_Y1 * _BLOCK + t]
-                y2 = g[_Y2 * _BLOCK + t]
-                y3 = g[_Y3 * _BLOCK + t]
-                k0 = g[_K0 * _BLOCK + t]
-                k1 = g[_K1 * _BLOCK + t]
-                k2 = g[_K2 * _BLOCK + t]
-                k3 = g[_K3 * _BLOCK + t]
-                q0 = g[_Q0 * _BLOCK + t]
-                q1 = g[_Q1 * _BLOCK + t]
-                q2 = g[_Q2 * _BLOCK + t]
-                q3 = g[_Q3 * _BLOCK + t]
-                area = g[_AREA * _BLOCK + t]
-                inv_area = g[_INV_AREA * _BLOCK + t]
-                yc = g[_YC * _BLOCK + t]
+                # the strip path (≤ 2 rows): shares of the lower and upper row in each column, from the
+                # vectorised slots; columns beyond them (wide pixels near the poles) one by one here
                 nj = int(g[_J1 * _BLOCK + t]) - j0 + 1
+                yc = g[_YC * _BLOCK + t]
                 two = yc < np.inf
+                left_prev = g[_LEFT * _BLOCK + t]
+                low_prev = g[_LOW * _BLOCK + t]
+                inv_area = g[_INV_AREA * _BLOCK + t]
                 reached = False
-                left_prev = 0.0  # area left of the column's west edge (×2), and its part below yc
-                low_prev = 0.0
                 jj = jw - 1  # column of cell m, wrapped without a division per cell
                 for m in range(nj):
-                    if m + 1 < nj:
-                        cut = float(m + 1)
-                        left = (_edge_left(x0, y0, x1, y1, k0, cut) + _edge_left(x1, y1, x2, y2, k1, cut)) + (
-                            _edge_left(x2, y2, x3, y3, k2, cut) + _edge_left(x3, y3, x0, y0, k3, cut)
-                        )
-                        if two:
-                            low = (
-                                _edge_low(x0, y0, x1, y1, k0, q0, cut, yc)
-                                + _edge_low(x1, y1, x2, y2, k1, q1, cut, yc)
-                            ) + (
-                                _edge_low(x2, y2, x3, y3, k2, q2, cut, yc)
-                                + _edge_low(x3, y3, x0, y0, k3, q3, cut, yc)
-                            )
-                        else:
-                            low = left
-                    else:  # the last column's east edge lies east of the pixel: no cut in x
-                        left = area
-                        if two:
-                            low = (
-                                _edge_below(x0, y0, x1, y1, q0, yc) + _edge_below(x1, y1, x2, y2, q1, yc)
-                            ) + (_edge_below(x2, y2, x3, y3, q2, yc) + _edge_below(x3, y3, x0, y0, q3, yc))
-                        else:
-                            low = left
+                    if m < _SLOTS:
+                        f_low = shares[2 * m * _BLOCK + t]
+                        f_up = shares[(2 * m + 1) * _BLOCK + t]
+                    else:
+                        left, low = _cut_areas(
+                            g[_X0 * _BLOCK + t], g[_X1 * _BLOCK + t], g[_X2 * _BLOCK + t],
+                            g[_X3 * _BLOCK + t], g[_Y0 * _BLOCK + t], g[_Y1 * _BLOCK + t],
+                            g[_Y2 * _BLOCK + t], g[_Y3 * _BLOCK + t], g[_K0 * _BLOCK + t],
+                            g[_K1 * _BLOCK + t], g[_K2 * _BLOCK + t], g[_K3 * _BLOCK + t],
+                            g[_Q0 * _BLOCK + t], g[_Q1 * _BLOCK + t], g[_Q2 * _BLOCK + t],
+                            g[_Q3 * _BLOCK + t], float(m + 1), yc,
+                        )  # fmt: skip
+                        low = low if two else left
+                        f_low = (low - low_prev) * inv_area
+                        f_up = ((left - left_prev) - (low - low_prev)) * inv_area
+                        left_prev = left
+                        low_prev = low
                     jj = jj + 1 if jj + 1 < n360 else 0
                     if jj < n_lon:
-                        f = (low - low_prev) * inv_area
-                        if f > 1e-12:
-                            _add_cell(sums, i0 * n_lon + jj, f, w, wv, wss)
+                        if f_low > 1e-12:
+                            _add_cell(sums, i0 * n_lon + jj, f_low, w, wv, wss)
                             reached = True
-                        if two:
-                            f = ((left - left_prev) - (low - low_prev)) * inv_area
-                            if f > 1e-12:
-                                _add_cell(sums, (i0 + 1) * n_lon + jj, f, w, wv, wss)
-                                reached = True
-                    left_prev = left
-                    low_prev = low
+                        if two and f_up > 1e-12:
+                            _add_cell(sums, (i0 + 1) * n_lon + jj, f_up, w, wv, wss)
+                            reached = True
                 if reached:
                     used += 1
             else:
