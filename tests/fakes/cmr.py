@@ -40,10 +40,11 @@ STAC = "/stac/GES_DISC"
 SHORT_NAMES = {"oco2-xco2": "OCO2_L2_Lite_FP", "oco3-xco2": "OCO3_L2_Lite_FP", "acos-xco2": "ACOS_L2_Lite_FP"}
 
 
-def _fill(template: str, values: dict[str, str]) -> Any:
+def _fill(template: str, values: dict[str, str]) -> dict[str, Any]:
     for key, value in values.items():
         template = template.replace("{" + key + "}", value)
-    return json.loads(template)
+    doc: dict[str, Any] = json.loads(template)
+    return doc
 
 
 @dataclass

@@ -190,7 +190,7 @@ def _item_spans(item: dict[str, Any], interval: str | None) -> bool:
 
 
 def _pc_item(g: Granule, root: str) -> dict[str, Any]:
-    d = copy.deepcopy(_recorded("planetary_computer", "item_no2_offl.json"))
+    d: dict[str, Any] = copy.deepcopy(_recorded("planetary_computer", "item_no2_offl.json"))
     d["id"] = g.id
     p = d["properties"]
     p.update(
@@ -221,7 +221,7 @@ def cdse_collection(g: Granule) -> str:
 def _cdse_item(g: Granule, root: str) -> dict[str, Any]:
     """CDSE's real item (``tests/data/recorded/cdse/real/``) with this granule's values, the links the STAC API
     adds to a stored item (self, parent, collection, root) and its zipper download on this replay."""
-    d = copy.deepcopy(_recorded("cdse", CDSE_ITEM))
+    d: dict[str, Any] = copy.deepcopy(_recorded("cdse", CDSE_ITEM))
     recorded_id = d["id"]
     d["id"], d["collection"] = g.id, cdse_collection(g)
     pv = g.id.split("_")[-2]  # processor version 020301 -> processing:version 2.3.1

@@ -72,7 +72,7 @@ def test_the_real_planetary_computer_next_link_is_the_whole_search_again_with_it
 def test_the_planetary_computer_replay_pages_as_the_real_service_does(replay: Replay, method: str) -> None:
     real = _real("planetary_computer", "search_post_page.json")
     replay.page_size = 1
-    body = {"collections": [PC_COLLECTION], "limit": 1}
+    body: dict[str, Any] = {"collections": [PC_COLLECTION], "limit": 1}
     url = replay.pc_url + "search"
     if method == "POST":
         page = requests.post(url, json=body, timeout=30).json()
