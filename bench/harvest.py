@@ -49,8 +49,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +88,18 @@ def _simulate(out: Path, days: int) -> None:
     write_archive_catalog(str(out), items)
 
 
-def _plain_to_file(href: str, path: Path) -> int:
+def _plain_to_file(href: str, path: Path, *, fsync: bool = False) -> int:
+    """A plain copy: ``requests`` streams the body into a file; with ``fsync``, the file is flushed to disk
+    before it is closed (a durable copy, as ``dd conv=fsync`` or ``rsync --fsync`` make)."""
     n = 0
     with requests.get(href, stream=True, timeout=60) as r, path.open("wb") as f:
         r.raise_for_status()
         for block in r.iter_content(chunk_size=2**20):
             f.write(block)
             n += len(block)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
     return n
 
 
@@ -109,6 +115,28 @@ def _fresh_local(root: Path) -> Path:
     return root
 
 
+@contextmanager
+def _upstream_process(catalog_json: Path) -> Iterator[str]:
+    """The fake upstream (``tests/fakes/upstream.py``) in a process of its own, as a real archive is another
+    machine: it shares no interpreter (GIL, heap) with the copies being timed. Yields its API root URL; stopped
+    by PID."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.upstream", str(catalog_json)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"the fake upstream did not start (said {url!r})")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def throughput(
     tmp: Path, *, days: int, rounds: int, threads: int, s3_settings: Settings
 ) -> list[dict[str, float]]:
@@ -117,24 +145,35 @@ def throughput(
     _simulate(archive, days)
     print(f"simulated {days} day(s) in {time.perf_counter() - t:.1f} s")
     results = []
-    with serve_upstream(archive / "catalog.json") as api:
+    with _upstream_process(archive / "catalog.json") as api:
         end = FIRST_DAY + dt.timedelta(days=days - 1)
         granules = find_granules(api, product="no2", start=FIRST_DAY, end=end)
         total = sum(g.size or 0 for g in granules)
         print(f"{len(granules)} granules, {total / 1e6:.1f} MB per copy")
+        # Every case writes into a directory or bucket made (and the previous round's output deleted, and
+        # everything flushed to disk) before its clock starts: deleting files or writing back what another
+        # case left dirty is not the timed case's work.
+        dirs: dict[str, Path] = {}
+        ready: dict[str, Lake] = {}
 
         def local_plain() -> int:
-            out = _fresh_local(tmp / "plain")
+            out = dirs["local plain"]
             return _each(lambda g: _plain_to_file(g.href, out / g.name.filename), granules, threads)
 
+        def local_plain_fsync() -> int:
+            out = dirs["local plain + fsync"]
+            return _each(
+                lambda g: _plain_to_file(g.href, out / g.name.filename, fsync=True), granules, threads
+            )
+
         def local_eolake() -> int:
-            lake = open_lake(str(_fresh_local(tmp / "lake")))
+            lake = ready["local eolake"]
             return _each(lambda g: _harvest_one(g, lake, api), granules, threads)
 
         fs = open_lake("s3://plain/x", settings=s3_settings).fs
 
         def s3_plain_put() -> int:
-            spool = _fresh_local(tmp / "spool")
+            spool = dirs["s3 plain put"]
             root = f"plain/put-{secrets.token_hex(3)}"
 
             def one(g: UpstreamGranule) -> int:
@@ -199,40 +238,48 @@ def throughput(
 
             return _each(one, granules, threads)
 
-        ready: dict[str, Lake] = {}  # S3 lakes opened (their bucket created) before their case is timed
-
-        def s3_eolake() -> int:
-            lake = ready["s3 eolake"]
-            return _each(lambda g: _harvest_one(g, lake, api), granules, threads)
-
-        cases = {
+        cases: dict[str, Callable[[], int]] = {
             "local plain": local_plain,
+            "local plain + fsync": local_plain_fsync,
             "local eolake": local_eolake,
             "s3 plain put": s3_plain_put,
             "s3 plain stream": s3_plain_stream,
-            "s3 eolake": s3_eolake,
+            "s3 eolake": lambda: _each(lambda g: _harvest_one(g, ready["s3 eolake"], api), granules, threads),
             "full check": lambda: reader_check(True),
             "structure check": lambda: reader_check(False),
             "sha256 alone": sha256_alone,
-            "local transfer only": lambda: transfer_only(open_lake(str(_fresh_local(tmp / "bare")))),
+            "local transfer only": lambda: transfer_only(ready["local transfer only"]),
             "s3 transfer only": lambda: transfer_only(ready["s3 transfer only"]),
         }
+
+        def prepare(name: str) -> None:
+            """Untimed: the case's fresh output place, then everything on disk (``sync``)."""
+            if name in ("local plain", "local plain + fsync", "s3 plain put"):
+                dirs[name] = _fresh_local(tmp / name.replace(" ", "-").replace("+", "and"))
+            elif name in ("local eolake", "local transfer only"):
+                ready[name] = open_lake(str(_fresh_local(tmp / name.replace(" ", "-"))))
+            elif name in ("s3 eolake", "s3 transfer only"):  # its bucket made, as the plain copies' is
+                ready[name] = open_lake(f"s3://lake-{secrets.token_hex(3)}/lake", settings=s3_settings)
+            os.sync()
+
         _harvest_one(granules[0], open_lake(str(_fresh_local(tmp / "warm"))), api)  # imports, connections
         for r in range(rounds):
             order = list(cases) if r % 2 == 0 else list(reversed(cases))
             secs: dict[str, float] = {}
             for name in order:
-                if name in ("s3 eolake", "s3 transfer only"):  # as the plain copies' bucket: not timed
-                    ready[name] = open_lake(f"s3://lake-{secrets.token_hex(3)}/lake", settings=s3_settings)
+                prepare(name)
                 secs[name], n = _timed(cases[name])
                 assert n == total, f"{name} copied {n} of {total} bytes"
             mbps = {k: total / 1e6 / v for k, v in secs.items()}
             row = {
                 **mbps,
                 "local ratio": mbps["local eolake"] / mbps["local plain"],
+                "local ratio (vs plain + fsync)": mbps["local eolake"] / mbps["local plain + fsync"],
                 "s3 ratio (vs put)": mbps["s3 eolake"] / mbps["s3 plain put"],
                 "s3 ratio (vs stream)": mbps["s3 eolake"] / mbps["s3 plain stream"],
                 "local transfer-only ratio": mbps["local transfer only"] / mbps["local plain"],
+                "local transfer-only ratio (vs plain + fsync)": mbps["local transfer only"]
+                / mbps["local plain + fsync"],
                 "s3 transfer-only ratio (put)": mbps["s3 transfer only"] / mbps["s3 plain put"],
             }
             results.append(row)

@@ -60,6 +60,7 @@ class Downloaded:
     received: int  # bytes received over all attempts (≥ size when attempts were cut)
     resumed: int  # attempts that continued a cut body with a range request
     restarted: int  # times the file started over from byte 0 after bytes had arrived
+    written: object = None  # what download()'s ``written`` callback returned
 
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -129,12 +130,20 @@ class _Writer:
         self._writes.put(block)
         self._hashes.put(block)
 
-    def drain(self) -> None:
-        """Wait until every block put so far is written and hashed."""
+    def drain(self, written: Callable[[], object] | None = None) -> object:
+        """Wait until every block put so far is written and hashed. ``written`` is called once every block is
+        written, while the hash may still be catching up (both overlap); its result is returned."""
         self._writes.join()
-        self._hashes.join()
+        if self.error is not None:
+            self._hashes.join()
+            raise self.error
+        try:
+            result = written() if written is not None else None
+        finally:
+            self._hashes.join()
         if self.error is not None:
             raise self.error
+        return result
 
     def restart(self) -> None:
         self.drain()
@@ -171,10 +180,10 @@ class _Progress:
         self.size += len(block)
         self.received += len(block)
 
-    def done(self) -> Downloaded:
-        self.writer.drain()
+    def done(self, written: Callable[[], object] | None) -> Downloaded:
+        after = self.writer.drain(written)
         return Downloaded(
-            self.size, self.writer.digest.hexdigest(), self.received, self.resumed, self.restarted
+            self.size, self.writer.digest.hexdigest(), self.received, self.resumed, self.restarted, after
         )
 
     def range_headers(self) -> dict[str, str]:
@@ -217,13 +226,16 @@ def download(
     headers: dict[str, str] | None = None,
     policy: RetryPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    written: Callable[[], object] | None = None,
 ) -> Downloaded:
     """Stream ``url`` into ``sink``, resuming cut bodies where the server allows it (see module doc).
-    Returns the whole file's size and SHA-256 and what the transfer cost."""
+    Returns the whole file's size and SHA-256 and what the transfer cost. ``written`` (e.g. a check of the
+    written file) runs once the whole body is in the sink, while the SHA-256 of its last blocks is still
+    being computed; its result is ``Downloaded.written``."""
     policy = policy or RetryPolicy()
     writer = _Writer(sink)
     try:
-        return _download(url, _Progress(writer), credential_hint, headers or {}, policy, sleep)
+        return _download(url, _Progress(writer), credential_hint, headers or {}, policy, sleep, written)
     finally:
         writer.close()
 
@@ -235,6 +247,7 @@ def _download(
     headers: dict[str, str],
     policy: RetryPolicy,
     sleep: Callable[[float], None],
+    written: Callable[[], object] | None,
 ) -> Downloaded:
     last = ""
     for attempt in range(1, policy.attempts + 1):
@@ -258,7 +271,7 @@ def _download(
                     for block in resp.iter_content(chunk_size=CHUNK):
                         p.write(block)
                     if p.total is None or p.size == p.total:
-                        return p.done()
+                        return p.done(written)
                     last = f"body cut at {p.size} of {p.total} bytes"
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             last = f"{type(exc).__name__}: {_redact_text(str(exc))} (at byte {p.size})"

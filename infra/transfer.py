@@ -3,7 +3,8 @@
 Bytes stream once, straight to where they will stay, while their SHA-256 is computed (cut bodies resume with
 range requests, see :mod:`infra.http`):
 
-- on a local lake into ``raw/.partial/<uuid>-<file>``, fsynced and renamed (``os.replace``) onto the final key;
+- on a local lake into ``raw/.partial/<uuid>-<file>``, fsynced and renamed (``os.replace``) onto the final key
+  (the kernel is asked to start writing each block to disk as it is written, so the fsync waits for little);
 - on S3 into the final key as a multipart upload (parts of ``part_size`` bytes go up as they fill), which the
   store makes visible only when it is completed; the same bytes also go to a local spool file, deleted after.
   A file upstream says is smaller than a part goes only to the spool and then up in one PUT (atomic as well:
@@ -20,15 +21,19 @@ The readability check (``EOLAKE_HARVEST_CHECK``, :func:`check_decodes`): bytes e
 published (its SHA-256 matched) get a structural check — S5P groups, variables, dims, every stored chunk
 inside the file, nothing inflated (:mod:`transforms.structure`) — and gridding quarantines a granule it then
 cannot decode (:func:`infra.cubes.quarantine_unreadable`); without a published checksum the pixel variables
-are decoded (``full``). Other product families (small files) are always read by their reader.
+are decoded (``full``). Other product families (small files) are always read by their reader. The check runs
+as soon as the last byte is written, while the SHA-256 of the last blocks is still being computed; bytes that
+then fail size or checksum are discarded whatever it said.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import os
 import posixpath
+import sys
 import tempfile
 import threading
 import uuid
@@ -79,7 +84,9 @@ class _LocalTarget:
         self._sync: _Background | None = None
 
     def write(self, data: bytes, /) -> object:
-        return self.file.write(data)
+        n = self.file.write(data)
+        _start_writeback(self.file)
+        return n
 
     def restart(self) -> None:
         self.file.seek(0)
@@ -112,6 +119,27 @@ class _LocalTarget:
         self.file.close()
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.tmp)
+
+
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of the range's dirty pages, do not wait for it
+_sync_file_range: Callable[[int, int, int, int], int] | None = None
+
+
+def _start_writeback(file: IO[bytes]) -> None:
+    """Have the kernel start writing ``file``'s dirty pages to disk now, without waiting (Linux
+    ``sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)``), so the disk writes overlap the rest of the download
+    and the fsync before the rename has little left to wait for. Elsewhere a no-op: the fsync does it all."""
+    global _sync_file_range
+    if _sync_file_range is None:
+        if not sys.platform.startswith("linux"):
+            _sync_file_range = lambda fd, offset, nbytes, flags: 0  # noqa: E731
+        else:
+            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+            fn.restype = ctypes.c_int
+            _sync_file_range = fn
+    file.flush()
+    _sync_file_range(file.fileno(), 0, 0, _SYNC_FILE_RANGE_WRITE)  # a failure only leaves it to the fsync
 
 
 class _Background:
@@ -306,17 +334,30 @@ def fetch_granule(
     cannot be read at all (the caller decides whether to retry)."""
     final = lake.path(key)
     target = open_target(lake, final, part_size=part_size, expected_size=expected_size)
+    full = check_decodes(check, checksum_matched=expected_sha256 is not None)
+
+    def readability() -> str | None:
+        return _unreadable(target.readable_copy(), product, key, full=full)
+
     try:
         if href.startswith(("http://", "https://")):
-            got = download(href, target, policy=policy, headers=headers, credential_hint=credential_hint)
-            size, sha, received = got.size, got.sha256, got.received
+            # the readability check runs as soon as every byte is written, while the hash finishes
+            got = download(
+                href,
+                target,
+                policy=policy,
+                headers=headers,
+                credential_hint=credential_hint,
+                written=readability,
+            )
+            size, sha, received, unreadable = got.size, got.sha256, got.received, got.written
         else:
             size, sha = _copy(href, target)
-            received = size
+            received, unreadable = size, readability()
+        # bytes that do not match what upstream published are discarded, whatever the check said of them
         reason = _mismatch(size, sha, expected_size, expected_sha256)
-        full = check_decodes(check, checksum_matched=expected_sha256 is not None)
-        if reason is None and (reason := _unreadable(target.readable_copy(), product, key, full=full)):
-            qkey = quarantine_key(key)
+        if reason is None and isinstance(unreadable, str):
+            reason, qkey = unreadable, quarantine_key(key)
             target.commit(lake.path(qkey))
             return TransferResult(qkey, size, sha, False, reason, received)
         if reason is not None:

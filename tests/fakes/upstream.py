@@ -137,7 +137,6 @@ def serve_upstream(
 
         def _file(self, name: str) -> None:
             path = files[name]
-            data = path.read_bytes()
             stat = path.stat()
             etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
             modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
@@ -153,9 +152,8 @@ def serve_upstream(
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            elif fault == "corrupt":
-                data = bytes(reversed(data))
-            total, first = len(data), 0
+            data = bytes(reversed(path.read_bytes())) if fault == "corrupt" else None
+            total, first = stat.st_size, 0
             wanted = _range_start(self.headers.get("Range"), self.headers.get("If-Range"), etag, modified)
             if ranges and wanted is not None:
                 if wanted >= total:
@@ -176,8 +174,15 @@ def serve_upstream(
                 self.send_header("ETag", etag)
                 self.send_header("Last-Modified", modified)
             self.end_headers()
-            body = data[first:]
-            if fault == "cut" or fault.startswith("cut@"):  # the headers promised the whole body
+            cut = fault == "cut" or fault.startswith("cut@")
+            if data is None and not cut:  # as a file server does: the kernel copies the file to the socket
+                with path.open("rb") as f:
+                    sent = self.connection.sendfile(f, first, total - first)
+                with lock:
+                    counts[name] += sent
+                return
+            body = (data if data is not None else path.read_bytes())[first:]
+            if cut:  # the headers promised the whole body
                 body = body[: len(body) // 2] if fault == "cut" else body[: int(fault[4:])]
                 self._send(name, body)
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -185,10 +190,11 @@ def serve_upstream(
             self._send(name, body)
 
         def _send(self, name: str, body: bytes) -> None:
+            view = memoryview(body)
             for i in range(0, len(body), 2**20):
-                self.wfile.write(body[i : i + 2**20])
+                self.wfile.write(view[i : i + 2**20])
                 with lock:
-                    counts[name] += len(body[i : i + 2**20])
+                    counts[name] += len(view[i : i + 2**20])
             self.wfile.flush()
 
         def do_POST(self) -> None:
@@ -240,3 +246,19 @@ def serve_upstream(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def main() -> None:
+    """``python -m tests.fakes.upstream CATALOG_JSON``: serve a static catalog as a fake upstream in a process of
+    its own (as a real archive is another machine: it shares no interpreter with the harvester). Prints the
+    API root URL on the first line of stdout and serves until terminated."""
+    import signal
+    import sys
+
+    with serve_upstream(Path(sys.argv[1])) as api:
+        print(api, flush=True)
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+
+
+if __name__ == "__main__":
+    main()

@@ -114,6 +114,42 @@ def test_a_body_cut_three_times_resumes_and_arrives_once_verified(upstream: Path
     assert size <= result.received <= served[src.name] <= size + 3 * CHUNK  # type: ignore[attr-defined]
 
 
+def test_the_written_callback_sees_the_whole_file_once_after_resumptions(
+    upstream: Path, tmp_path: Path
+) -> None:
+    """``download(written=...)`` (fetch_granule's readability check, overlapping the hash's last blocks) runs
+    once, after the last byte is in the sink, even when the body was cut and resumed; its result is returned."""
+    src = _largest(upstream)
+    out = tmp_path / "out"
+    seen: list[bytes] = []
+
+    def written() -> str:
+        sink.f.flush()
+        seen.append(out.read_bytes())
+        return "checked"
+
+    with serve_upstream(upstream / "catalog.json", faults={src.name: [f"cut@{2 * CHUNK + 7}"] * 2}) as api:
+        sink = FileSink(out)
+        got = download(_href(api, src.name), sink, policy=FAST, sleep=lambda _s: None, written=written)
+        sink.f.close()
+    assert seen == [src.read_bytes()] and got.written == "checked" and got.resumed == 2
+    assert got.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+
+
+def test_a_failing_written_callback_fails_the_download_after_the_hash_settles(
+    upstream: Path, tmp_path: Path
+) -> None:
+    def written() -> None:
+        raise OSError("the check's disk is gone")
+
+    with serve_upstream(upstream / "catalog.json") as api:
+        sink = FileSink(tmp_path / "out")
+        src = _largest(upstream)
+        with pytest.raises(OSError, match="the check's disk is gone"):
+            download(_href(api, src.name), sink, policy=FAST, written=written)
+        sink.f.close()
+
+
 def test_a_file_changed_upstream_between_attempts_starts_over(upstream: Path, tmp_path: Path) -> None:
     src = _largest(upstream)
     new = os.urandom(src.stat().st_size // 2)
