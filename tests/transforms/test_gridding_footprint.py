@@ -314,3 +314,93 @@ def test_strip_path_equals_the_general_path_for_each_pixel_shape(grid: GridSpec,
             sums[True][:, :3], sums[False][:, :3], rtol=1e-9, atol=1e-12, err_msg=f"{shape}"
         )
     assert len(tested) >= 6 and ((2, 2) in tested or lat[0] >= 70.0), tested
+
+
+def test_mixed_blocks_equal_the_general_path() -> None:
+    # the kernel works in blocks of pixels of every class at once (one cell, strips of any width, wide
+    # strips past the vectorised columns, general, across ±180): the blocks' shared passes must give each
+    # pixel what the general path gives it
+    rng = np.random.default_rng(12)
+    parts = [_quads(rng, 3_001, 0.25, (-70.0, 70.0)), _quads(rng, 1_999, 0.25, (70.0, 88.0))]
+    lat_b, lon_b, value, sigma = (np.concatenate(k) for k in zip(*parts, strict=True))
+    order = rng.permutation(lat_b.shape[0])
+    lat_b, lon_b, value, sigma = lat_b[order], lon_b[order], value[order], sigma[order]
+    columns = np.array(_cells_spanned(lat_b, lon_b, 0.25))[:, 1]
+    assert (columns > 8).sum() > 100 and (columns <= 3).sum() > 1000
+    sums = {}
+    for strips in (True, False):
+        sums[strips] = np.zeros((720 * 1440, 4))
+        used = footprint.footprint_kernel(
+            lat_b, lon_b, value, sigma, False, -90.0, -180.0, 0.25, 720, 1440, sums[strips], strips
+        )
+        assert used == lat_b.shape[0]
+    np.testing.assert_array_equal(sums[True][:, 3], sums[False][:, 3])
+    np.testing.assert_allclose(sums[True][:, :3], sums[False][:, :3], rtol=1e-9, atol=1e-12)
+
+
+def _clipped_area(xs: np.ndarray, ys: np.ndarray, x0: float, x1: float, y0: float, y1: float) -> float:
+    """Signed area of a polygon (vertices xs, ys) inside the rectangle [x0, x1] × [y0, y1], by
+    Sutherland–Hodgman clipping and the shoelace formula: a reference independent of the kernel."""
+    pts = list(zip(xs.tolist(), ys.tolist(), strict=True))
+    for axis, edge, keep_below in ((0, x0, False), (0, x1, True), (1, y0, False), (1, y1, True)):
+        out = []
+        for k, cur in enumerate(pts):
+            prev = pts[k - 1]
+            cur_in = cur[axis] <= edge if keep_below else cur[axis] >= edge
+            prev_in = prev[axis] <= edge if keep_below else prev[axis] >= edge
+            if cur_in != prev_in:
+                t = (edge - prev[axis]) / (cur[axis] - prev[axis])
+                out.append((prev[0] + t * (cur[0] - prev[0]), prev[1] + t * (cur[1] - prev[1])))
+            if cur_in:
+                out.append(cur)
+        pts = out
+        if not pts:
+            return 0.0
+    x, y = np.array(pts).T
+    return float(0.5 * np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+
+
+@pytest.mark.parametrize(
+    ("grid", "lat", "lon"),
+    [
+        (GridSpec(0.25), (-60.0, 60.0), None),
+        (GridSpec(0.25), (80.0, 87.0), None),  # wide strips near the pole
+        (GridSpec(1.0, (170.0, -5.0, 200.0, 5.0)), (-6.0, 6.0), (166.0, 204.0)),  # regional, across ±180
+    ],
+)
+def test_footprint_shares_equal_polygon_clipping(grid: GridSpec, lat, lon) -> None:
+    # each pixel's weight in each cell against clipping its polygon to the cell in the equal-area plane
+    # (longitude unwrapped from the first corner, sin latitude): checks the kernel's cell ranges, wrapping
+    # and both paths end to end
+    rng = np.random.default_rng(13)
+    lat_b, lon_b, value, sigma = _quads(rng, 300, grid.resolution * 3, lat)
+    if lon is not None:  # move each pixel, whole, so that its first corner lies in lon
+        lon_b = lon_b + (rng.uniform(*lon, len(lon_b)) - lon_b[:, 0])[:, None]
+        lon_b = (lon_b + 180.0) % 360.0 - 180.0
+    west, south, _, _ = grid.bounds
+    n_lat, n_lon = grid.shape
+    res = grid.resolution
+    expected = np.zeros((n_lat * n_lon, 2))
+    for la, lo in zip(lat_b, lon_b, strict=True):
+        x = lo[0] + np.concatenate([[0.0], np.cumsum((np.diff(lo) + 180.0) % 360.0 - 180.0)])
+        x = x - np.floor((x.min() - west) / 360.0) * 360.0  # westernmost vertex in [west, west + 360)
+        y = np.sin(np.radians(la))
+        xr, yr = x.min(), y.min()  # clip relative to the pixel: no digits lost to cancellation
+        x, y = x - xr, y - yr
+        total = _clipped_area(x, y, -1e9, 1e9, -2.0, 2.0)
+        for i in range(max(int(np.floor((la.min() - south) / res)), 0), n_lat):
+            if south + i * res >= la.max():
+                break
+            y0, y1 = np.sin(np.radians(south + i * res)) - yr, np.sin(np.radians(south + (i + 1) * res)) - yr
+            j = int(np.floor((xr - west) / res))
+            while west + j * res < xr + x.max():
+                f = _clipped_area(x, y, west + j * res - xr, west + (j + 1) * res - xr, y0, y1) / total
+                jj = j % round(360.0 / res)
+                if f > 1e-12 and jj < n_lon:  # the kernel drops slivers below 1e-12 of a pixel
+                    expected[i * n_lon + jj] += (f, 1.0)
+                j += 1
+    sums = np.zeros((n_lat * n_lon, 4))
+    footprint.footprint_kernel(lat_b, lon_b, value, sigma, False, south, west, res, n_lat, n_lon, sums)
+    assert expected[:, 1].sum() > 1.5 * len(lat_b)  # most pixels span several cells
+    np.testing.assert_allclose(sums[:, 0], expected[:, 0], rtol=1e-9, atol=1e-11)
+    np.testing.assert_array_equal(sums[:, 3] > 0, expected[:, 1] > 0)
