@@ -17,7 +17,6 @@ import email.utils
 import hashlib
 import queue
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from typing import Protocol
 import requests
 
 from infra.sources import redact_url
+from infra.workers import Background
 from transforms.errors import EolakeError, SourceError
 
 CHUNK = 2**20
@@ -85,11 +85,11 @@ def _validator(resp: requests.Response) -> str | None:
 
 
 class _Writer:
-    """Hands each received block to two worker threads — one writes it to the sink, one adds it to the
-    SHA-256 — so that receiving, writing (with S3 part uploads, which happen inside ``write``) and hashing
-    overlap (hashlib and file writes release the GIL on large buffers). The same ``bytes`` object goes to
-    both: no copy. Holds at most ``depth`` blocks per worker; an error of the sink is raised by the next
-    ``put`` or ``drain``."""
+    """Hands each received block to two worker threads (:mod:`infra.workers`): one writes it to the sink,
+    one adds it to the SHA-256, so that receiving, writing (with S3 part uploads, which happen inside
+    ``write``) and hashing overlap (hashlib and file writes release the GIL on large buffers). The same
+    ``bytes`` object goes to both: no copy. Holds at most ``depth`` blocks per worker; an error of the sink is
+    raised by the next ``put`` or ``drain``."""
 
     def __init__(self, sink: Sink, depth: int = 32) -> None:
         self.sink = sink
@@ -97,15 +97,10 @@ class _Writer:
         self.error: BaseException | None = None
         self._writes: queue.Queue[bytes | None] = queue.Queue(depth)
         self._hashes: queue.Queue[bytes | None] = queue.Queue(depth)
-        self._threads = [
-            threading.Thread(target=self._run, args=(q, fn), name=name, daemon=True)
-            for q, fn, name in (
-                (self._writes, self._write, "download-writer"),
-                (self._hashes, self._hash, "download-hasher"),
-            )
+        self._workers = [
+            Background(self._run, self._writes, self._write),
+            Background(self._run, self._hashes, self._hash),
         ]
-        for t in self._threads:
-            t.start()
 
     def _write(self, block: bytes) -> None:
         self.sink.write(block)
@@ -153,8 +148,8 @@ class _Writer:
     def close(self) -> None:
         self._writes.put(None)
         self._hashes.put(None)
-        for t in self._threads:
-            t.join()
+        for w in self._workers:
+            w.wait()
 
 
 @dataclass

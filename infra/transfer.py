@@ -35,7 +35,6 @@ import os
 import posixpath
 import sys
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from infra.http import RetryPolicy, UpstreamAuthError, download
 from infra.settings import HarvestCheck
 from infra.sources import redact_url
 from infra.storage import Lake
+from infra.workers import Background
 from transforms.errors import GranuleReadError, SourceError
 from transforms.products import get_product
 
@@ -81,7 +81,7 @@ class _LocalTarget:
         self.tmp = lake.path("raw", ".partial", f"{uuid.uuid4().hex}-{posixpath.basename(path)}")
         os.makedirs(posixpath.dirname(self.tmp), exist_ok=True)
         self.file: IO[bytes] = open(self.tmp, "wb")  # noqa: SIM115 - closed by commit/abort
-        self._sync: _Background | None = None
+        self._sync: Background | None = None
 
     def write(self, data: bytes, /) -> object:
         n = self.file.write(data)
@@ -96,7 +96,7 @@ class _LocalTarget:
         """Flush, and start the fsync on a thread: it overlaps the readability check, :meth:`commit` waits."""
         self.file.flush()
         if self._sync is None:
-            self._sync = _Background(os.fsync, self.file.fileno())
+            self._sync = Background(os.fsync, self.file.fileno())
         return self.tmp
 
     def commit(self, dest: str | None = None) -> None:
@@ -142,26 +142,6 @@ def _start_writeback(file: IO[bytes]) -> None:
     _sync_file_range(file.fileno(), 0, 0, _SYNC_FILE_RANGE_WRITE)  # a failure only leaves it to the fsync
 
 
-class _Background:
-    """``fn(*args)`` on a daemon thread; :meth:`wait` joins it and re-raises what it raised."""
-
-    def __init__(self, fn: Callable[..., object], *args: object) -> None:
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True)
-        self.thread.start()
-
-    def _run(self, fn: Callable[..., object], *args: object) -> None:
-        try:
-            fn(*args)
-        except BaseException as exc:  # handed to wait()
-            self.error = exc
-
-    def wait(self) -> None:
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-
 class _S3Target:
     """A multipart upload to the final key: invisible until completed, aborted on failure. The same bytes also
     go to a local spool file, which the readability check reads (from the page cache) while the last part
@@ -171,8 +151,8 @@ class _S3Target:
         self.fs, self.path, self.part_size = lake.fs, path, part_size
         fd, self.spool = tempfile.mkstemp(prefix="eolake-", suffix=f"-{posixpath.basename(path)}")
         self.local: IO[bytes] = os.fdopen(fd, "wb")
-        self._last: _Background | None = None
-        self._start: _Background | None = None
+        self._last: Background | None = None
+        self._start: Background | None = None
         try:
             self.file: Any = self._open()
         except BaseException:
@@ -184,7 +164,7 @@ class _S3Target:
         # stays invisible until commit() completes it. The upload is created on a thread while the first
         # bytes arrive (one round-trip off the transfer); :meth:`_started` waits for it before any part.
         f = self.fs.open(self.path, "wb", block_size=self.part_size, autocommit=False)
-        self._start = _Background(self._create_upload, f)
+        self._start = Background(self._create_upload, f)
         return f
 
     @staticmethod
@@ -214,7 +194,7 @@ class _S3Target:
         self.local.flush()
         if self._last is None:
             self._started()
-            self._last = _Background(self.file.flush, True)
+            self._last = Background(self.file.flush, True)
         return self.spool
 
     def commit(self, dest: str | None = None) -> None:
