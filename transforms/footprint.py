@@ -348,9 +348,10 @@ def _polygon_cells(
 
 
 # Pixels are binned in blocks of _BLOCK: three passes over a block fill the scratch array ``g`` (rows of
-# _BLOCK values, one per pixel: g[row * _BLOCK + t]) with straight-line code that LLVM vectorises (4
+# _BLOCK values, one per pixel: g[row * _ROW + t]) with straight-line code that LLVM vectorises (4
 # pixels per AVX2 instruction), then one scalar pass adds each pixel's shares to its cells.
 _BLOCK = 256
+_ROW = _BLOCK + 8  # row stride: not a power of two, so that rows do not map to the same cache sets
 _SKIP, _ONE, _STRIP, _GENERAL = 0.0, 1.0, 2.0, 3.0  # pixel classes (row _CLS)
 (_CLS, _W, _WV, _WSS, _I0, _I1, _J0, _J1, _X0, _X1, _X2, _X3, _Y0, _Y1, _Y2, _Y3, _K0, _K1, _K2, _K3, _Q0, _Q1,
  _Q2, _Q3, _INV_AREA, _YC, _U1, _U2, _U3, _WINDING, _POLE, _LAT_MIN, _LAT_MAX, _XMIN, _XMAX, _SHIFT, _Y_OFF,
@@ -443,32 +444,32 @@ def _pixel_geometry(
         kind = _STRIP if strip else _GENERAL
         kind = _ONE if i0 == i1 and j0 == j1 else kind
         kind = _SKIP if not (finite and weighted) or i1 < 0.0 or i0 >= n_lat else kind
-        g[_CLS * _BLOCK + t] = kind
-        g[_W * _BLOCK + t] = w
-        g[_WV * _BLOCK + t] = w * v
-        g[_WSS * _BLOCK + t] = w * w * s * s
-        g[_I0 * _BLOCK + t] = i0
-        g[_I1 * _BLOCK + t] = i1
-        g[_J0 * _BLOCK + t] = j0
-        g[_J1 * _BLOCK + t] = j1
-        g[_X0 * _BLOCK + t] = (lo0 - shift) * inv_res - j0
-        g[_X1 * _BLOCK + t] = (u1 - shift) * inv_res - j0
-        g[_X2 * _BLOCK + t] = (u2 - shift) * inv_res - j0
-        g[_X3 * _BLOCK + t] = (u3 - shift) * inv_res - j0
-        g[_Y0 * _BLOCK + t] = (la0 - ref) * deg
-        g[_Y1 * _BLOCK + t] = (la1 - ref) * deg
-        g[_Y2 * _BLOCK + t] = (la2 - ref) * deg
-        g[_Y3 * _BLOCK + t] = (la3 - ref) * deg
-        g[_U1 * _BLOCK + t] = u1
-        g[_U2 * _BLOCK + t] = u2
-        g[_U3 * _BLOCK + t] = u3
-        g[_WINDING * _BLOCK + t] = winding
-        g[_POLE * _BLOCK + t] = pole
-        g[_LAT_MIN * _BLOCK + t] = lat_min
-        g[_LAT_MAX * _BLOCK + t] = lat_max
-        g[_XMIN * _BLOCK + t] = xmin
-        g[_XMAX * _BLOCK + t] = xmax
-        g[_SHIFT * _BLOCK + t] = shift
+        g[_CLS * _ROW + t] = kind
+        g[_W * _ROW + t] = w
+        g[_WV * _ROW + t] = w * v
+        g[_WSS * _ROW + t] = w * w * s * s
+        g[_I0 * _ROW + t] = i0
+        g[_I1 * _ROW + t] = i1
+        g[_J0 * _ROW + t] = j0
+        g[_J1 * _ROW + t] = j1
+        g[_X0 * _ROW + t] = (lo0 - shift) * inv_res - j0
+        g[_X1 * _ROW + t] = (u1 - shift) * inv_res - j0
+        g[_X2 * _ROW + t] = (u2 - shift) * inv_res - j0
+        g[_X3 * _ROW + t] = (u3 - shift) * inv_res - j0
+        g[_Y0 * _ROW + t] = (la0 - ref) * deg
+        g[_Y1 * _ROW + t] = (la1 - ref) * deg
+        g[_Y2 * _ROW + t] = (la2 - ref) * deg
+        g[_Y3 * _ROW + t] = (la3 - ref) * deg
+        g[_U1 * _ROW + t] = u1
+        g[_U2 * _ROW + t] = u2
+        g[_U3 * _ROW + t] = u3
+        g[_WINDING * _ROW + t] = winding
+        g[_POLE * _ROW + t] = pole
+        g[_LAT_MIN * _ROW + t] = lat_min
+        g[_LAT_MAX * _ROW + t] = lat_max
+        g[_XMIN * _ROW + t] = xmin
+        g[_XMAX * _ROW + t] = xmax
+        g[_SHIFT * _ROW + t] = shift
 
 
 @_fjit
@@ -477,16 +478,16 @@ def _strip_geometry(nb: int, g: Any) -> None:
     tabulated sine and cosine of that edge), each edge's slope and inverse slope, 1 / (2 × area), and the
     row cut between the two rows (∞ for one row). A strip pixel of no area becomes general. Vectorised."""
     for t in range(nb):
-        y_off = g[_Y_OFF * _BLOCK + t]
-        c0 = g[_C0 * _BLOCK + t]
-        x0 = g[_X0 * _BLOCK + t]
-        x1 = g[_X1 * _BLOCK + t]
-        x2 = g[_X2 * _BLOCK + t]
-        x3 = g[_X3 * _BLOCK + t]
-        y0 = _sin_step(g[_Y0 * _BLOCK + t], y_off, c0)
-        y1 = _sin_step(g[_Y1 * _BLOCK + t], y_off, c0)
-        y2 = _sin_step(g[_Y2 * _BLOCK + t], y_off, c0)
-        y3 = _sin_step(g[_Y3 * _BLOCK + t], y_off, c0)
+        y_off = g[_Y_OFF * _ROW + t]
+        c0 = g[_C0 * _ROW + t]
+        x0 = g[_X0 * _ROW + t]
+        x1 = g[_X1 * _ROW + t]
+        x2 = g[_X2 * _ROW + t]
+        x3 = g[_X3 * _ROW + t]
+        y0 = _sin_step(g[_Y0 * _ROW + t], y_off, c0)
+        y1 = _sin_step(g[_Y1 * _ROW + t], y_off, c0)
+        y2 = _sin_step(g[_Y2 * _ROW + t], y_off, c0)
+        y3 = _sin_step(g[_Y3 * _ROW + t], y_off, c0)
         k0, q0 = _slopes(x1 - x0, y1 - y0)
         k1, q1 = _slopes(x2 - x1, y2 - y1)
         k2, q2 = _slopes(x3 - x2, y3 - y2)
@@ -495,26 +496,26 @@ def _strip_geometry(nb: int, g: Any) -> None:
         area = ((x0 - x1) * (y0 + y1) + (x1 - x2) * (y1 + y2)) + (
             (x2 - x3) * (y2 + y3) + (x3 - x0) * (y3 + y0)
         )
-        kind = g[_CLS * _BLOCK + t]
+        kind = g[_CLS * _ROW + t]
         # degenerate (no area): the general case puts it in its centre's cell
-        g[_CLS * _BLOCK + t] = _GENERAL if kind == _STRIP and not abs(area) > 0.0 else kind
-        g[_Y0 * _BLOCK + t] = y0
-        g[_Y1 * _BLOCK + t] = y1
-        g[_Y2 * _BLOCK + t] = y2
-        g[_Y3 * _BLOCK + t] = y3
-        g[_K0 * _BLOCK + t] = k0
-        g[_K1 * _BLOCK + t] = k1
-        g[_K2 * _BLOCK + t] = k2
-        g[_K3 * _BLOCK + t] = k3
-        g[_Q0 * _BLOCK + t] = q0
-        g[_Q1 * _BLOCK + t] = q1
-        g[_Q2 * _BLOCK + t] = q2
-        g[_Q3 * _BLOCK + t] = q3
-        g[_INV_AREA * _BLOCK + t] = 1.0 / area  # the factor 1/2 of the areas cancels in the shares
-        two = g[_I1 * _BLOCK + t] > g[_I0 * _BLOCK + t]
-        g[_YC * _BLOCK + t] = g[_Y_NEXT * _BLOCK + t] - y_off if two else np.inf
-        g[_LEFT * _BLOCK + t] = 0.0
-        g[_LOW * _BLOCK + t] = 0.0
+        g[_CLS * _ROW + t] = _GENERAL if kind == _STRIP and not abs(area) > 0.0 else kind
+        g[_Y0 * _ROW + t] = y0
+        g[_Y1 * _ROW + t] = y1
+        g[_Y2 * _ROW + t] = y2
+        g[_Y3 * _ROW + t] = y3
+        g[_K0 * _ROW + t] = k0
+        g[_K1 * _ROW + t] = k1
+        g[_K2 * _ROW + t] = k2
+        g[_K3 * _ROW + t] = k3
+        g[_Q0 * _ROW + t] = q0
+        g[_Q1 * _ROW + t] = q1
+        g[_Q2 * _ROW + t] = q2
+        g[_Q3 * _ROW + t] = q3
+        g[_INV_AREA * _ROW + t] = 1.0 / area  # the factor 1/2 of the areas cancels in the shares
+        two = g[_I1 * _ROW + t] > g[_I0 * _ROW + t]
+        g[_YC * _ROW + t] = g[_Y_NEXT * _ROW + t] - y_off if two else np.inf
+        g[_LEFT * _ROW + t] = 0.0
+        g[_LOW * _ROW + t] = 0.0
 
 
 @_fjit
@@ -527,23 +528,23 @@ def _column_shares(nb: int, columns: int, g: Any, shares: Any) -> None:
     of ``g`` keep the areas at the last edge done."""
     for m in range(columns):
         cut = float(m + 1)
-        lower = 2 * m * _BLOCK
-        upper = lower + _BLOCK
+        lower = 2 * m * _ROW
+        upper = lower + _ROW
         for t in range(nb):
-            yc = g[_YC * _BLOCK + t]
+            yc = g[_YC * _ROW + t]
             left, low = _cut_areas(
-                g[_X0 * _BLOCK + t], g[_X1 * _BLOCK + t], g[_X2 * _BLOCK + t], g[_X3 * _BLOCK + t],
-                g[_Y0 * _BLOCK + t], g[_Y1 * _BLOCK + t], g[_Y2 * _BLOCK + t], g[_Y3 * _BLOCK + t],
-                g[_K0 * _BLOCK + t], g[_K1 * _BLOCK + t], g[_K2 * _BLOCK + t], g[_K3 * _BLOCK + t],
-                g[_Q0 * _BLOCK + t], g[_Q1 * _BLOCK + t], g[_Q2 * _BLOCK + t], g[_Q3 * _BLOCK + t], cut, yc,
+                g[_X0 * _ROW + t], g[_X1 * _ROW + t], g[_X2 * _ROW + t], g[_X3 * _ROW + t],
+                g[_Y0 * _ROW + t], g[_Y1 * _ROW + t], g[_Y2 * _ROW + t], g[_Y3 * _ROW + t],
+                g[_K0 * _ROW + t], g[_K1 * _ROW + t], g[_K2 * _ROW + t], g[_K3 * _ROW + t],
+                g[_Q0 * _ROW + t], g[_Q1 * _ROW + t], g[_Q2 * _ROW + t], g[_Q3 * _ROW + t], cut, yc,
             )  # fmt: skip
             low = low if yc < np.inf else left  # one row: all of it is in the lower row
-            inv_area = g[_INV_AREA * _BLOCK + t]
-            d_low = low - g[_LOW * _BLOCK + t]
+            inv_area = g[_INV_AREA * _ROW + t]
+            d_low = low - g[_LOW * _ROW + t]
             shares[lower + t] = d_low * inv_area
-            shares[upper + t] = ((left - g[_LEFT * _BLOCK + t]) - d_low) * inv_area
-            g[_LEFT * _BLOCK + t] = left
-            g[_LOW * _BLOCK + t] = low
+            shares[upper + t] = ((left - g[_LEFT * _ROW + t]) - d_low) * inv_area
+            g[_LEFT * _ROW + t] = left
+            g[_LOW * _ROW + t] = low
 
 
 @_fjit
@@ -581,8 +582,8 @@ def footprint_kernel(
     prev = np.empty(n_lat + 2)
     cur = np.empty(n_lat + 2)
     cut_y = np.empty(n_lat + 2)
-    g = np.empty(_ROWS * _BLOCK)
-    shares = np.empty(2 * _SLOTS * _BLOCK)
+    g = np.empty(_ROWS * _ROW)
+    shares = np.empty(2 * _SLOTS * _ROW)
     used = 0
     for b0 in range(0, n, _BLOCK):
         nb = min(_BLOCK, n - b0)
@@ -595,24 +596,24 @@ def footprint_kernel(
         columns = 0
         for t in range(nb):
             i = 0
-            if g[_CLS * _BLOCK + t] == _STRIP:
-                i = int(g[_I0 * _BLOCK + t])
-                columns = max(columns, int(g[_J1 * _BLOCK + t] - g[_J0 * _BLOCK + t]) + 1)
-            g[_Y_OFF * _BLOCK + t] = y_edge[i]
-            g[_C0 * _BLOCK + t] = c_edge[i]
-            g[_Y_NEXT * _BLOCK + t] = y_edge[i + 1]
+            if g[_CLS * _ROW + t] == _STRIP:
+                i = int(g[_I0 * _ROW + t])
+                columns = max(columns, int(g[_J1 * _ROW + t] - g[_J0 * _ROW + t]) + 1)
+            g[_Y_OFF * _ROW + t] = y_edge[i]
+            g[_C0 * _ROW + t] = c_edge[i]
+            g[_Y_NEXT * _ROW + t] = y_edge[i + 1]
         _strip_geometry(nb, g)
         _column_shares(nb, min(columns, _SLOTS), g, shares)
         # pass 5: each pixel's shares into its cells
         for t in range(nb):
-            kind = g[_CLS * _BLOCK + t]
+            kind = g[_CLS * _ROW + t]
             if kind == _SKIP:
                 continue
-            w = g[_W * _BLOCK + t]
-            wv = g[_WV * _BLOCK + t]
-            wss = g[_WSS * _BLOCK + t]
-            i0 = int(g[_I0 * _BLOCK + t])
-            j0 = int(g[_J0 * _BLOCK + t])
+            w = g[_W * _ROW + t]
+            wv = g[_WV * _ROW + t]
+            wss = g[_WSS * _ROW + t]
+            i0 = int(g[_I0 * _ROW + t])
+            j0 = int(g[_J0 * _ROW + t])
             jw = j0 if 0 <= j0 < n360 else j0 % n360  # the first column, wrapped
             if kind == _ONE:  # one cell: the whole pixel goes there
                 if i0 < 0 or jw >= n_lon:
@@ -622,26 +623,26 @@ def footprint_kernel(
             elif kind == _STRIP:
                 # the strip path (≤ 2 rows): shares of the lower and upper row in each column, from the
                 # vectorised slots; columns beyond them (wide pixels near the poles) one by one here
-                nj = int(g[_J1 * _BLOCK + t]) - j0 + 1
-                yc = g[_YC * _BLOCK + t]
+                nj = int(g[_J1 * _ROW + t]) - j0 + 1
+                yc = g[_YC * _ROW + t]
                 two = yc < np.inf
-                left_prev = g[_LEFT * _BLOCK + t]
-                low_prev = g[_LOW * _BLOCK + t]
-                inv_area = g[_INV_AREA * _BLOCK + t]
+                left_prev = g[_LEFT * _ROW + t]
+                low_prev = g[_LOW * _ROW + t]
+                inv_area = g[_INV_AREA * _ROW + t]
                 reached = False
                 jj = jw - 1  # column of cell m, wrapped without a division per cell
                 for m in range(nj):
                     if m < _SLOTS:
-                        f_low = shares[2 * m * _BLOCK + t]
-                        f_up = shares[(2 * m + 1) * _BLOCK + t]
+                        f_low = shares[2 * m * _ROW + t]
+                        f_up = shares[(2 * m + 1) * _ROW + t]
                     else:
                         left, low = _cut_areas(
-                            g[_X0 * _BLOCK + t], g[_X1 * _BLOCK + t], g[_X2 * _BLOCK + t],
-                            g[_X3 * _BLOCK + t], g[_Y0 * _BLOCK + t], g[_Y1 * _BLOCK + t],
-                            g[_Y2 * _BLOCK + t], g[_Y3 * _BLOCK + t], g[_K0 * _BLOCK + t],
-                            g[_K1 * _BLOCK + t], g[_K2 * _BLOCK + t], g[_K3 * _BLOCK + t],
-                            g[_Q0 * _BLOCK + t], g[_Q1 * _BLOCK + t], g[_Q2 * _BLOCK + t],
-                            g[_Q3 * _BLOCK + t], float(m + 1), yc,
+                            g[_X0 * _ROW + t], g[_X1 * _ROW + t], g[_X2 * _ROW + t],
+                            g[_X3 * _ROW + t], g[_Y0 * _ROW + t], g[_Y1 * _ROW + t],
+                            g[_Y2 * _ROW + t], g[_Y3 * _ROW + t], g[_K0 * _ROW + t],
+                            g[_K1 * _ROW + t], g[_K2 * _ROW + t], g[_K3 * _ROW + t],
+                            g[_Q0 * _ROW + t], g[_Q1 * _ROW + t], g[_Q2 * _ROW + t],
+                            g[_Q3 * _ROW + t], float(m + 1), yc,
                         )  # fmt: skip
                         low = low if two else left
                         f_low = (low - low_prev) * inv_area
@@ -661,12 +662,12 @@ def footprint_kernel(
             else:
                 p = b0 + t
                 used += _polygon_cells(
-                    np.float64(lon_b[p, 0]), g[_U1 * _BLOCK + t], g[_U2 * _BLOCK + t], g[_U3 * _BLOCK + t],
+                    np.float64(lon_b[p, 0]), g[_U1 * _ROW + t], g[_U2 * _ROW + t], g[_U3 * _ROW + t],
                     np.float64(lat_b[p, 0]), np.float64(lat_b[p, 1]), np.float64(lat_b[p, 2]),
-                    np.float64(lat_b[p, 3]), g[_WINDING * _BLOCK + t], g[_POLE * _BLOCK + t],
-                    abs(g[_WINDING * _BLOCK + t]) > 180.0, g[_LAT_MIN * _BLOCK + t], g[_LAT_MAX * _BLOCK + t],
-                    g[_XMIN * _BLOCK + t], g[_XMAX * _BLOCK + t], g[_SHIFT * _BLOCK + t], i0,
-                    int(g[_I1 * _BLOCK + t]), j0, int(g[_J1 * _BLOCK + t]), w, wv, wss, south, res, n_lat,
+                    np.float64(lat_b[p, 3]), g[_WINDING * _ROW + t], g[_POLE * _ROW + t],
+                    abs(g[_WINDING * _ROW + t]) > 180.0, g[_LAT_MIN * _ROW + t], g[_LAT_MAX * _ROW + t],
+                    g[_XMIN * _ROW + t], g[_XMAX * _ROW + t], g[_SHIFT * _ROW + t], i0,
+                    int(g[_I1 * _ROW + t]), j0, int(g[_J1 * _ROW + t]), w, wv, wss, south, res, n_lat,
                     n_lon, px, py, y_edge, c_edge, prev, cur, cut_y, sums,
                 )  # fmt: skip
     return used
