@@ -111,7 +111,13 @@ def harvest_granule(
     key = raw_key(name.product, name.filename, name.start.date().isoformat())
     if gate is None:
         result = fetch_granule(
-            g.href, lake, key, product=name.product, expected_size=g.size, expected_sha256=g.sha256
+            g.href,
+            lake,
+            key,
+            product=name.product,
+            expected_size=g.size,
+            expected_sha256=g.sha256,
+            expected_md5=g.md5,
         )
     else:
         result = _fetch_through(gate, g, lake, key)
@@ -150,6 +156,7 @@ def _fetch_through(gate: SourceGate, g: UpstreamGranule, lake: Lake, key: str) -
                     product=g.name.product,
                     expected_size=g.size,
                     expected_sha256=g.sha256,
+                    expected_md5=g.md5,
                     headers=dict(dl.headers),
                     credential_hint=adapter.credential_hint,
                 )

@@ -14,6 +14,7 @@ The SHA-256 is computed incrementally over the bytes written, so it always cover
 from __future__ import annotations
 
 import email.utils
+import functools
 import hashlib
 import queue
 import re
@@ -61,6 +62,7 @@ class Downloaded:
     resumed: int  # attempts that continued a cut body with a range request
     restarted: int  # times the file started over from byte 0 after bytes had arrived
     written: object = None  # what download()'s ``written`` callback returned
+    md5: str | None = None  # hex digest of the whole file, when download() was asked for it
 
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -85,30 +87,30 @@ def _validator(resp: requests.Response) -> str | None:
 
 
 class _Writer:
-    """Hands each received block to two worker threads (:mod:`infra.workers`): one writes it to the sink,
-    one adds it to the SHA-256, so that receiving, writing (with S3 part uploads, which happen inside
-    ``write``) and hashing overlap (hashlib and file writes release the GIL on large buffers). The same
-    ``bytes`` object goes to both: no copy. Holds at most ``depth`` blocks per worker; an error of the sink is
-    raised by the next ``put`` or ``drain``."""
+    """Hands each received block to worker threads (:mod:`infra.workers`): one writes it to the sink, one per
+    digest (SHA-256, and MD5 when upstream publishes that) adds it to its hash, so that receiving, writing
+    (with S3 part uploads, which happen inside ``write``) and hashing overlap (hashlib and file writes release
+    the GIL on large buffers). The same ``bytes`` object goes to all: no copy. Holds at most ``depth`` blocks
+    per worker; an error of the sink is raised by the next ``put`` or ``drain``."""
 
-    def __init__(self, sink: Sink, depth: int = 32) -> None:
+    def __init__(self, sink: Sink, algorithms: tuple[str, ...] = ("sha256",), depth: int = 32) -> None:
         self.sink = sink
-        self.digest = hashlib.sha256()
+        self.algorithms = algorithms
+        self.digests = {a: hashlib.new(a, usedforsecurity=False) for a in algorithms}
         self.error: BaseException | None = None
         self._writes: queue.Queue[bytes | None] = queue.Queue(depth)
-        self._hashes: queue.Queue[bytes | None] = queue.Queue(depth)
-        self._workers = [
-            Background(self._run, self._writes, self._write),
-            Background(self._run, self._hashes, self._hash),
+        self._hashes: dict[str, queue.Queue[bytes | None]] = {a: queue.Queue(depth) for a in algorithms}
+        self._workers = [Background(self._run, self._writes, self._write)] + [
+            Background(self._run, q, functools.partial(self._hash, a)) for a, q in self._hashes.items()
         ]
 
     def _write(self, block: bytes) -> None:
         self.sink.write(block)
 
-    def _hash(self, block: bytes) -> None:
-        self.digest.update(block)
+    def _hash(self, algorithm: str, block: bytes) -> None:
+        self.digests[algorithm].update(block)
 
-    def _run(self, q: queue.Queue[bytes | None], fn: Callable[[bytes], None]) -> None:
+    def _run(self, q: queue.Queue[bytes | None], fn: Callable[[bytes], object]) -> None:
         while (block := q.get()) is not None:
             try:
                 if self.error is None:
@@ -123,31 +125,41 @@ class _Writer:
         if self.error is not None:
             raise self.error
         self._writes.put(block)
-        self._hashes.put(block)
+        for q in self._hashes.values():
+            q.put(block)
+
+    def _hashed(self) -> None:
+        for q in self._hashes.values():
+            q.join()
 
     def drain(self, written: Callable[[], object] | None = None) -> object:
         """Wait until every block put so far is written and hashed. ``written`` is called once every block is
-        written, while the hash may still be catching up (both overlap); its result is returned."""
+        written, while the hashes may still be catching up (both overlap); its result is returned."""
         self._writes.join()
         if self.error is not None:
-            self._hashes.join()
+            self._hashed()
             raise self.error
         try:
             result = written() if written is not None else None
         finally:
-            self._hashes.join()
+            self._hashed()
         if self.error is not None:
             raise self.error
         return result
 
+    def hexdigest(self, algorithm: str) -> str | None:
+        return self.digests[algorithm].hexdigest() if algorithm in self.digests else None
+
     def restart(self) -> None:
         self.drain()
         self.sink.restart()
-        self.digest = hashlib.sha256()
+        for a in self.algorithms:
+            self.digests[a] = hashlib.new(a, usedforsecurity=False)
 
     def close(self) -> None:
         self._writes.put(None)
-        self._hashes.put(None)
+        for q in self._hashes.values():
+            q.put(None)
         for w in self._workers:
             w.wait()
 
@@ -177,9 +189,9 @@ class _Progress:
 
     def done(self, written: Callable[[], object] | None) -> Downloaded:
         after = self.writer.drain(written)
-        return Downloaded(
-            self.size, self.writer.digest.hexdigest(), self.received, self.resumed, self.restarted, after
-        )
+        sha256 = self.writer.digests["sha256"].hexdigest()
+        md5 = self.writer.hexdigest("md5")
+        return Downloaded(self.size, sha256, self.received, self.resumed, self.restarted, after, md5)
 
     def range_headers(self) -> dict[str, str]:
         if not self.size:
@@ -222,13 +234,14 @@ def download(
     policy: RetryPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
     written: Callable[[], object] | None = None,
+    md5: bool = False,
 ) -> Downloaded:
     """Stream ``url`` into ``sink``, resuming cut bodies where the server allows it (see module doc).
-    Returns the whole file's size and SHA-256 and what the transfer cost. ``written`` (e.g. a check of the
-    written file) runs once the whole body is in the sink, while the SHA-256 of its last blocks is still
-    being computed; its result is ``Downloaded.written``."""
+    Returns the whole file's size and SHA-256 (and MD5 with ``md5``: what some archives publish) and what the
+    transfer cost. ``written`` (e.g. a check of the written file) runs once the whole body is in the sink,
+    while the hashes of its last blocks are still being computed; its result is ``Downloaded.written``."""
     policy = policy or RetryPolicy()
-    writer = _Writer(sink)
+    writer = _Writer(sink, ("sha256", "md5") if md5 else ("sha256",))
     try:
         return _download(url, _Progress(writer), credential_hint, headers or {}, policy, sleep, written)
     finally:

@@ -11,6 +11,7 @@ import datetime as dt
 import gc
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -41,6 +42,7 @@ class UpstreamGranule:
     size: int | None  # bytes, when the source publishes it (file:size)
     sha256: str | None  # hex digest, when the source publishes a sha2-256 multihash (file:checksum)
     item: dict[str, Any]  # the upstream STAC item, for provenance
+    md5: str | None = None  # hex digest, when the source publishes an MD5 multihash instead (CDSE)
 
     @cached_property
     def granule_id(self) -> str:
@@ -236,11 +238,26 @@ def granule_from_item(
     name = _name_of(item, asset, href)
     if name is None or name.product != product:
         return None
-    checksum = asset.get("file:checksum")
-    sha256 = checksum[4:] if isinstance(checksum, str) and checksum.startswith("1220") else None
+    sha256, md5 = published_digests(asset.get("file:checksum"))
     size = asset.get("file:size")
     doc = item if isinstance(item, dict) else dict(item)
-    return UpstreamGranule(name, href, int(size) if size is not None else None, sha256, doc)
+    return UpstreamGranule(name, href, int(size) if size is not None else None, sha256, doc, md5)
+
+
+def published_digests(checksum: object) -> tuple[str | None, str | None]:
+    """(SHA-256, MD5) hex digests from a STAC ``file:checksum`` multihash: ``1220`` + 64 hex digits is
+    sha2-256, ``d50110`` + 32 is MD5 (what CDSE publishes); anything else (other algorithms, malformed) is
+    not a checksum this harvester can verify: (None, None)."""
+    if not isinstance(checksum, str):
+        return None, None
+    value = checksum.lower()
+    if not re.fullmatch(r"[0-9a-f]+", value):
+        return None, None
+    if value.startswith("1220") and len(value) == 4 + 64:
+        return value[4:], None
+    if value.startswith("d50110") and len(value) == 6 + 32:
+        return None, value[6:]
+    return None, None
 
 
 def find_granules(

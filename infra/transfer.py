@@ -301,6 +301,7 @@ def fetch_granule(
     product: str,
     expected_size: int | None = None,
     expected_sha256: str | None = None,
+    expected_md5: str | None = None,
     part_size: int = PART_SIZE,
     policy: RetryPolicy | None = None,
     headers: dict[str, str] | None = None,
@@ -314,14 +315,14 @@ def fetch_granule(
     cannot be read at all (the caller decides whether to retry)."""
     final = lake.path(key)
     target = open_target(lake, final, part_size=part_size, expected_size=expected_size)
-    full = check_decodes(check, checksum_matched=expected_sha256 is not None)
+    full = check_decodes(check, checksum_matched=expected_sha256 is not None or expected_md5 is not None)
 
     def readability() -> str | None:
         return _unreadable(target.readable_copy(), product, key, full=full)
 
     try:
         if href.startswith(("http://", "https://")):
-            # the readability check runs as soon as every byte is written, while the hash finishes
+            # the readability check runs as soon as every byte is written, while the hashes finish
             got = download(
                 href,
                 target,
@@ -329,13 +330,14 @@ def fetch_granule(
                 headers=headers,
                 credential_hint=credential_hint,
                 written=readability,
+                md5=expected_md5 is not None,
             )
-            size, sha, received, unreadable = got.size, got.sha256, got.received, got.written
+            size, sha, md5, received, unreadable = got.size, got.sha256, got.md5, got.received, got.written
         else:
-            size, sha = _copy(href, target)
+            size, sha, md5 = _copy(href, target, md5=expected_md5 is not None)
             received, unreadable = size, readability()
         # bytes that do not match what upstream published are discarded, whatever the check said of them
-        reason = _mismatch(size, sha, expected_size, expected_sha256)
+        reason = _mismatch(size, sha, md5, expected_size, expected_sha256, expected_md5)
         if reason is None and isinstance(unreadable, str):
             reason, qkey = unreadable, quarantine_key(key)
             target.commit(lake.path(qkey))
@@ -354,11 +356,20 @@ def fetch_granule(
     return TransferResult(key, size, sha, True, None, received)
 
 
-def _mismatch(size: int, sha: str, expected_size: int | None, expected_sha256: str | None) -> str | None:
+def _mismatch(
+    size: int,
+    sha: str,
+    md5: str | None,
+    expected_size: int | None,
+    expected_sha256: str | None,
+    expected_md5: str | None,
+) -> str | None:
     if expected_size is not None and size != expected_size:
         return f"size mismatch: got {size} bytes, upstream says {expected_size} (truncated download?)"
     if expected_sha256 is not None and sha != expected_sha256:
         return f"checksum mismatch: sha256 {sha} != upstream {expected_sha256}"
+    if expected_md5 is not None and md5 != expected_md5:
+        return f"checksum mismatch: md5 {md5} != upstream {expected_md5}"
     return None
 
 
@@ -411,13 +422,17 @@ def _abort_quietly(target: Target) -> None:
         target.abort()
 
 
-def _copy(href: str, target: Target) -> tuple[int, str]:
-    """Stream a file-system or object-store ``href`` (anything fsspec opens) into ``target``."""
+def _copy(href: str, target: Target, *, md5: bool = False) -> tuple[int, str, str | None]:
+    """Stream a file-system or object-store ``href`` (anything fsspec opens) into ``target``: its size, SHA-256
+    and (with ``md5``) MD5."""
     digest = hashlib.sha256()
+    other = hashlib.md5(usedforsecurity=False) if md5 else None
     size = 0
     with fsspec.open(href, "rb") as src:
         while block := src.read(BLOCK):
             digest.update(block)
+            if other is not None:
+                other.update(block)
             target.write(block)
             size += len(block)
-    return size, digest.hexdigest()
+    return size, digest.hexdigest(), other.hexdigest() if other is not None else None

@@ -5,8 +5,8 @@ CDSE's items (as its own STAC generator writes them, ``tests/data/recorded/cdse/
 ``href`` as an ``s3://eodata/...`` path (CDSE's S3, which needs separate S3 keys) and the HTTPS download as the
 asset's ``alternate.https`` (``https://zipper.dataspace.copernicus.eu/odata/v1/Products(<uuid>)/Nodes(<file>)/$value``,
 ``auth:refs: [oidc]``). The adapter downloads that HTTPS alternate with the bearer token; the file name (and so
-the granule) still comes from the S3 path. ``file:checksum`` there is an MD5 multihash (``d50110…``), not SHA-256,
-so the harvest verifies size and decodes the file.
+the granule) still comes from the S3 path. ``file:checksum`` there is an MD5 multihash (``d50110…``), not SHA-256:
+the harvest computes the MD5 beside the SHA-256 it records and discards bytes whose MD5 differs.
 
 The token comes from the Keycloak token endpoint (``token_url``) with client ``cdse-public`` and the password
 grant (``EOLAKE_CDSE_USERNAME``/``EOLAKE_CDSE_PASSWORD``), or the client-credentials grant when

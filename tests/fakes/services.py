@@ -99,6 +99,7 @@ class Replay:
     sas_lifetime_s: int = 3600
     download_delay_s: float = 0.0
     fail_downloads: set[str] = field(default_factory=set)  # granule ids whose file is missing (404)
+    corrupt_downloads: set[str] = field(default_factory=set)  # granule ids served scrambled (same length)
     verbatim: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # service -> items served as is
     # server state
     _access: dict[str, float] = field(default_factory=dict)  # token -> expiry (epoch s)
@@ -505,6 +506,10 @@ def serve_services(catalog_json: Path) -> Iterator[Replay]:
                     self._json({"detail": "Not found"}, 404)
                     return
                 data = g.path.read_bytes()
+                if (
+                    g.id in replay.corrupt_downloads
+                ):  # damaged in storage or on the way: size right, bytes not
+                    data = bytes(reversed(data))
                 replay.downloads.append((g.id, 200))
                 self._send(200, data, "application/x-netcdf")
             finally:

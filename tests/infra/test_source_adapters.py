@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import http.server
 import threading
 from collections.abc import Iterator
@@ -211,6 +212,25 @@ def test_a_refused_download_gets_one_new_token_then_succeeds(replay: Replay, tmp
     assert row["status"] == "harvested"
     assert [s for _, s in replay.downloads] == [401, 200]
     assert replay.token_grants == ["password", "refresh_token", "password"]
+
+
+def test_cdse_downloads_are_verified_against_the_md5_it_publishes(replay: Replay, tmp_path: Path) -> None:
+    cdse = open_source("cdse")
+    gate = SourceGate(cdse)
+    lake = open_lake(str(tmp_path / "lake"))
+    g = search_granules(cdse, product="no2", start=WINDOW[0], end=WINDOW[1])[0]
+    served = next(r for r in replay.granules if r.id == g.granule_id)
+    assert g.sha256 is None and g.md5 == hashlib.md5(served.path.read_bytes()).hexdigest()
+    replay.corrupt_downloads.add(g.granule_id)
+    row = harvest_granule(g, lake, source="cdse", gate=gate)
+    assert row["status"] == "quarantined" and row["key"] is None
+    got = hashlib.md5(served.path.read_bytes()[::-1]).hexdigest()
+    assert row["reason"] == f"checksum mismatch: md5 {got} != upstream {g.md5}"
+    assert not [p for p in Path(lake.path("raw")).rglob("*") if p.is_file()]
+    replay.corrupt_downloads.clear()
+    row = harvest_granule(g, lake, source="cdse", gate=gate)
+    assert row["status"] == "harvested"
+    assert Path(lake.path(row["key"])).read_bytes() == served.path.read_bytes()
 
 
 def test_a_download_refused_with_a_new_token_too_stops_the_source_without_a_retry_storm(

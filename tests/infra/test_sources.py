@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from infra.sources import granule_from_item, paused_gc, read_json
+from infra.sources import granule_from_item, paused_gc, published_digests, read_json
 from transforms.errors import SourceError
 
 NAME = "S5P_OFFL_L2__NO2____20200303T013547_20200303T031717_12367_01_010302_20200306T053815"
@@ -65,7 +65,25 @@ def test_published_size_and_sha256_multihash_are_read() -> None:
     g = granule_from_item(
         _item(f"https://host/{NAME}.nc", **{"file:size": 123, "file:checksum": "1220" + digest}), "no2"
     )
-    assert g is not None and (g.size, g.sha256) == (123, digest)
+    assert g is not None and (g.size, g.sha256, g.md5) == (123, digest, None)
+
+
+@pytest.mark.parametrize(
+    ("checksum", "expected"),
+    [
+        ("1220" + "AB" * 32, ("ab" * 32, None)),  # sha2-256 (upper-case hex is the same digest)
+        ("d50110" + "cd" * 16, (None, "cd" * 16)),  # MD5, as CDSE publishes
+        ("1220" + "ab" * 31, (None, None)),  # sha2-256 of the wrong length
+        ("d50110" + "zz" * 16, (None, None)),  # not hex
+        ("1340" + "ab" * 64, (None, None)),  # sha2-512: not verified
+        (12345, (None, None)),
+        (None, (None, None)),
+    ],
+)
+def test_published_checksums_are_read_from_their_multihash(checksum: object, expected: object) -> None:
+    assert published_digests(checksum) == expected
+    g = granule_from_item(_item(f"https://host/{NAME}.nc", **{"file:checksum": checksum}), "no2")
+    assert g is not None and (g.sha256, g.md5) == expected
 
 
 def test_the_garbage_collector_is_paused_only_while_decoding() -> None:
