@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -103,10 +104,32 @@ def _plain_to_file(href: str, path: Path, *, fsync: bool = False) -> int:
     return n
 
 
-def _timed(fn: Callable[[], int]) -> tuple[float, int]:
+def _machine_busy_s() -> float:
+    """CPU seconds that all cores together spent busy since boot (``/proc/stat``: all but idle and iowait):
+    the server, the client and the kernel's loopback work alike, and anything else running."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _timed(fn: Callable[[], int]) -> tuple[float, int, float]:
+    """(wall seconds, bytes, machine CPU seconds) of ``fn()``."""
+    busy = _machine_busy_s()
     t = time.perf_counter()
     n = fn()
-    return time.perf_counter() - t, n
+    return time.perf_counter() - t, n, _machine_busy_s() - busy
+
+
+def _sha256_cpu_s_per_gb() -> float:
+    """CPU seconds per GB (1e9 bytes) of SHA-256 over bytes already in memory, one thread (what verifying a
+    copy adds to it, at the least)."""
+    data = os.urandom(64 * 2**20)
+    best = float("inf")
+    for _ in range(3):
+        t = time.process_time()
+        hashlib.sha256(data).hexdigest()
+        best = min(best, time.process_time() - t)
+    return best / len(data) * 1e9
 
 
 def _fresh_local(root: Path) -> Path:
@@ -150,129 +173,117 @@ def throughput(
         granules = find_granules(api, product="no2", start=FIRST_DAY, end=end)
         total = sum(g.size or 0 for g in granules)
         print(f"{len(granules)} granules, {total / 1e6:.1f} MB per copy")
-        # Every case writes into a directory or bucket made (and the previous round's output deleted, and
-        # everything flushed to disk) before its clock starts: deleting files or writing back what another
-        # case left dirty is not the timed case's work.
+        # Every case writes into a directory or bucket made before the round (the previous round's output
+        # deleted) and runs after a ``sync``: deleting files or writing back what another case left dirty is
+        # not the timed case's work. The cases take turns granule by granule (``threads`` granules at a
+        # time, the order alternating), so that a slow spell of the machine or of the S3 server falls on all
+        # of them alike rather than on whichever case ran then.
         dirs: dict[str, Path] = {}
         ready: dict[str, Lake] = {}
-
-        def local_plain() -> int:
-            out = dirs["local plain"]
-            return _each(lambda g: _plain_to_file(g.href, out / g.name.filename), granules, threads)
-
-        def local_plain_fsync() -> int:
-            out = dirs["local plain + fsync"]
-            return _each(
-                lambda g: _plain_to_file(g.href, out / g.name.filename, fsync=True), granules, threads
-            )
-
-        def local_eolake() -> int:
-            lake = ready["local eolake"]
-            return _each(lambda g: _harvest_one(g, lake, api), granules, threads)
-
+        roots: dict[str, str] = {}
         fs = open_lake("s3://plain/x", settings=s3_settings).fs
-
-        def s3_plain_put() -> int:
-            spool = dirs["s3 plain put"]
-            root = f"plain/put-{secrets.token_hex(3)}"
-
-            def one(g: UpstreamGranule) -> int:
-                path = spool / g.name.filename
-                n = _plain_to_file(g.href, path)
-                fs.put(str(path), f"{root}/{g.name.filename}")
-                path.unlink()
-                return n
-
-            return _each(one, granules, threads)
-
-        def s3_plain_stream() -> int:
-            root = f"plain/stream-{secrets.token_hex(3)}"
-
-            def one(g: UpstreamGranule) -> int:
-                n = 0
-                with (
-                    requests.get(g.href, stream=True, timeout=60) as r,
-                    fs.open(f"{root}/{g.name.filename}", "wb", block_size=16 * 2**20) as f,
-                ):
-                    for block in r.iter_content(chunk_size=2**20):
-                        f.write(block)
-                        n += len(block)
-                return n
-
-            return _each(one, granules, threads)
-
         upstream_files = {p.name: p for p in archive.rglob("*.nc")}
 
-        def reader_check(full: bool) -> int:
-            """A readability check of ``infra.transfer._unreadable``, alone, over the upstream files: ``full``
+        def local_plain(g: UpstreamGranule) -> int:
+            return _plain_to_file(g.href, dirs["local plain"] / g.name.filename)
+
+        def local_plain_fsync(g: UpstreamGranule) -> int:
+            return _plain_to_file(g.href, dirs["local plain + fsync"] / g.name.filename, fsync=True)
+
+        def s3_plain_put(g: UpstreamGranule) -> int:
+            path = dirs["s3 plain put"] / g.name.filename
+            n = _plain_to_file(g.href, path)
+            fs.put(str(path), f"{roots['s3 plain put']}/{g.name.filename}")
+            path.unlink()
+            return n
+
+        def s3_plain_stream(g: UpstreamGranule) -> int:
+            n = 0
+            with (
+                requests.get(g.href, stream=True, timeout=60) as r,
+                fs.open(f"{roots['s3 plain stream']}/{g.name.filename}", "wb", block_size=16 * 2**20) as f,
+            ):
+                for block in r.iter_content(chunk_size=2**20):
+                    f.write(block)
+                    n += len(block)
+            return n
+
+        def reader_check(g: UpstreamGranule, *, full: bool) -> int:
+            """A readability check of ``infra.transfer._unreadable``, alone, over the upstream file: ``full``
             (decode every pixel variable: no published checksum, or ``EOLAKE_HARVEST_CHECK=full``) or the
             structural check (``auto`` with a matching published checksum, as in this bench)."""
+            path = str(upstream_files[g.name.filename])
+            assert _unreadable(path, "no2", g.name.filename, full=full) is None
+            return g.size or 0
 
-            def one(g: UpstreamGranule) -> int:
-                path = str(upstream_files[g.name.filename])
-                assert _unreadable(path, "no2", g.name.filename, full=full) is None
-                return g.size or 0
+        def sha256_alone(g: UpstreamGranule) -> int:
+            """SHA-256 of the upstream file (read from the page cache): the floor of any verified copy."""
+            with upstream_files[g.name.filename].open("rb") as f:
+                assert hashlib.file_digest(f, "sha256").hexdigest() == g.sha256
+            return g.size or 0
 
-            return _each(one, granules, threads)
-
-        def sha256_alone() -> int:
-            """SHA-256 of the upstream files (read from the page cache): the floor of any verified copy."""
-
-            def one(g: UpstreamGranule) -> int:
-                with upstream_files[g.name.filename].open("rb") as f:
-                    assert hashlib.file_digest(f, "sha256").hexdigest() == g.sha256
-                return g.size or 0
-
-            return _each(one, granules, threads)
-
-        def transfer_only(lake: Lake) -> int:
+        def transfer_only(g: UpstreamGranule, lake: Lake) -> int:
             """fetch_granule without the product-reader pass: stream, hash, verify, commit."""
+            target = open_target(lake, lake.path("raw", g.name.filename), expected_size=g.size)
+            got = download(g.href, target)
+            assert got.sha256 == g.sha256 and got.size == g.size
+            target.commit()
+            return got.size
 
-            def one(g: UpstreamGranule) -> int:
-                final = lake.path("raw", g.name.filename)
-                target = open_target(lake, final, expected_size=g.size)
-                got = download(g.href, target)
-                assert got.sha256 == g.sha256 and got.size == g.size
-                target.commit()
-                return got.size
-
-            return _each(one, granules, threads)
-
-        cases: dict[str, Callable[[], int]] = {
+        cases: dict[str, Callable[[UpstreamGranule], int]] = {
             "local plain": local_plain,
             "local plain + fsync": local_plain_fsync,
-            "local eolake": local_eolake,
+            "local eolake": lambda g: _harvest_one(g, ready["local eolake"], api),
             "s3 plain put": s3_plain_put,
             "s3 plain stream": s3_plain_stream,
-            "s3 eolake": lambda: _each(lambda g: _harvest_one(g, ready["s3 eolake"], api), granules, threads),
-            "full check": lambda: reader_check(True),
-            "structure check": lambda: reader_check(False),
+            "s3 eolake": lambda g: _harvest_one(g, ready["s3 eolake"], api),
+            "full check": lambda g: reader_check(g, full=True),
+            "structure check": lambda g: reader_check(g, full=False),
             "sha256 alone": sha256_alone,
-            "local transfer only": lambda: transfer_only(ready["local transfer only"]),
-            "s3 transfer only": lambda: transfer_only(ready["s3 transfer only"]),
+            "local transfer only": lambda g: transfer_only(g, ready["local transfer only"]),
+            "s3 transfer only": lambda g: transfer_only(g, ready["s3 transfer only"]),
         }
 
-        def prepare(name: str) -> None:
-            """Untimed: the case's fresh output place, then everything on disk (``sync``)."""
-            if name in ("local plain", "local plain + fsync", "s3 plain put"):
+        def prepare() -> None:
+            """Untimed, before a round: every case's fresh output place."""
+            for name in ("local plain", "local plain + fsync", "s3 plain put"):
                 dirs[name] = _fresh_local(tmp / name.replace(" ", "-").replace("+", "and"))
-            elif name in ("local eolake", "local transfer only"):
+            for name in ("local eolake", "local transfer only"):
                 ready[name] = open_lake(str(_fresh_local(tmp / name.replace(" ", "-"))))
-            elif name in ("s3 eolake", "s3 transfer only"):  # its bucket made, as the plain copies' is
+            for name in ("s3 eolake", "s3 transfer only"):  # their buckets made, as the plain copies' is
                 ready[name] = open_lake(f"s3://lake-{secrets.token_hex(3)}/lake", settings=s3_settings)
-            os.sync()
+            for name in ("s3 plain put", "s3 plain stream"):
+                roots[name] = f"plain/{name.split()[-1]}-{secrets.token_hex(3)}"
 
         _harvest_one(granules[0], open_lake(str(_fresh_local(tmp / "warm"))), api)  # imports, connections
+        sha_cpu = _sha256_cpu_s_per_gb()
+        batches = [granules[i : i + threads] for i in range(0, len(granules), threads)]
         for r in range(rounds):
-            order = list(cases) if r % 2 == 0 else list(reversed(cases))
-            secs: dict[str, float] = {}
-            for name in order:
-                prepare(name)
-                secs[name], n = _timed(cases[name])
+            prepare()
+            secs = dict.fromkeys(cases, 0.0)
+            cpu = dict.fromkeys(cases, 0.0)
+            copied = dict.fromkeys(cases, 0)
+            for b, batch in enumerate(batches):
+                order = list(cases) if (r + b) % 2 == 0 else list(reversed(cases))
+                for name in order:
+                    os.sync()
+                    wall, n, busy = _timed(functools.partial(_each, cases[name], batch, threads))
+                    secs[name] += wall
+                    cpu[name] += busy
+                    copied[name] += n
+            for name, n in copied.items():
                 assert n == total, f"{name} copied {n} of {total} bytes"
             mbps = {k: total / 1e6 / v for k, v in secs.items()}
+            # The most a verified copy could reach here: the plain copy's CPU per byte (whole machine) plus a
+            # SHA-256 per byte, spread perfectly over every core. Meaningful on an otherwise idle machine only.
+            plain_cpu = cpu["local plain"] / (total / 1e9)
+            bound = (os.cpu_count() or 1) / (plain_cpu + sha_cpu) * 1e3
             row = {
                 **mbps,
+                "local plain CPU s/GB (machine)": plain_cpu,
+                "local eolake CPU s/GB (machine)": cpu["local eolake"] / (total / 1e9),
+                "sha256 CPU s/GB (one thread)": sha_cpu,
+                "verified-copy bound / local plain": bound / mbps["local plain"],
                 "local ratio": mbps["local eolake"] / mbps["local plain"],
                 "local ratio (vs plain + fsync)": mbps["local eolake"] / mbps["local plain + fsync"],
                 "s3 ratio (vs put)": mbps["s3 eolake"] / mbps["s3 plain put"],
