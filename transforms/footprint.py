@@ -7,11 +7,15 @@ cell: 1 for centre binning; for footprints the area of the pixel polygon inside 
 polygon's area, so Σ f over the grid is 1 for a pixel inside it and the weighted sum is conserved.
 
 Footprints are cut in the equal-area plane (longitude, sin latitude), in which every grid cell is a
-rectangle and areas are proportional to areas on the sphere; no polygon clipping. A pixel over at most two
-rows (nearly all of them on fine grids) takes the strip path: its area left of each column edge, and the part
-of that below the row edge, by Green's theorem over its edges slid along themselves onto the cut lines
-(branch-free scalar code); a column's cells are differences of consecutive ones. Any other pixel takes the
-general path: the closed-form area of the polygon below-left of each cell corner, by inclusion–exclusion.
+rectangle and areas are proportional to areas on the sphere; no polygon clipping. Pixels go in blocks of 256:
+each pixel's class, cell range, vertices, sines and slopes, and the strip path's areas column by column, are
+straight-line loops over the block that LLVM vectorises (AVX2/AVX-512); a last scalar pass adds the shares
+into ``sums``. A pixel over at most two rows of a grid of 1° or finer (nearly all of them) takes the strip
+path: its area left of each column edge, and the part of that below the row edge, by Green's theorem over
+its edges slid along themselves onto the cut lines (no branches, no divisions); a column's cells are
+differences of consecutive ones. Any other pixel takes the general path: the closed-form area of the polygon
+below-left of each cell corner, by inclusion–exclusion.
+
 Longitudes are unwrapped corner to corner, so a pixel straddling ±180° stays one small polygon; its parts
 beyond the grid's east edge wrap to the west edge (columns modulo 360°). A pixel whose corners wind around a
 pole is closed along that pole. No fast-math that could drop NaN tests (``nnan``/``ninf``): pixels with a
@@ -347,9 +351,10 @@ def _polygon_cells(
     return 1 if reached else 0
 
 
-# Pixels are binned in blocks of _BLOCK: three passes over a block fill the scratch array ``g`` (rows of
-# _BLOCK values, one per pixel: g[row * _ROW + t]) with straight-line code that LLVM vectorises (4
-# pixels per AVX2 instruction), then one scalar pass adds each pixel's shares to its cells.
+# Pixels are binned in blocks of _BLOCK, in five passes over a block through the scratch array ``g`` (row r
+# holds one value per pixel t of the block, at g[r * _ROW + t]): passes 1, 3 and 4 are straight-line loops
+# that LLVM vectorises (4 doubles per AVX2 instruction, 8 with AVX-512: flat unsigned indices, selects, no
+# branches, one array written); pass 2 gathers from the sine tables, pass 5 adds the shares to the cells.
 _BLOCK = 256
 _ROW = _BLOCK + 8  # row stride: not a power of two, so that rows do not map to the same cache sets
 _SKIP, _ONE, _STRIP, _GENERAL = 0.0, 1.0, 2.0, 3.0  # pixel classes (row _CLS)
