@@ -205,6 +205,14 @@ def _edge_cut(
 
 
 @_inline
+def _column_edge(m: int, last: float) -> float:
+    """The cut at the east edge of column m of a strip pixel whose last column is ``last`` (from its first):
+    m + 1, or for the last column one further east (the pixel's vertices may lie a rounding error past
+    its last column's edge), so that the last cut clips nothing and gives the whole area."""
+    return m + 1.0 if m < last else last + 2.0
+
+
+@_inline
 def _cut_areas(
     x0: float,
     x1: float,
@@ -532,7 +540,6 @@ def _column_shares(nb: int, columns: int, g: Any, shares: Any) -> None:
     separate array, so that LLVM sees these stores apart from the loads from ``g``); rows _LEFT and _LOW
     of ``g`` keep the areas at the last edge done."""
     for m in range(columns):
-        cut = float(m + 1)
         lower = 2 * m * _ROW
         upper = lower + _ROW
         for t in range(nb):
@@ -541,7 +548,8 @@ def _column_shares(nb: int, columns: int, g: Any, shares: Any) -> None:
                 g[_X0 * _ROW + t], g[_X1 * _ROW + t], g[_X2 * _ROW + t], g[_X3 * _ROW + t],
                 g[_Y0 * _ROW + t], g[_Y1 * _ROW + t], g[_Y2 * _ROW + t], g[_Y3 * _ROW + t],
                 g[_K0 * _ROW + t], g[_K1 * _ROW + t], g[_K2 * _ROW + t], g[_K3 * _ROW + t],
-                g[_Q0 * _ROW + t], g[_Q1 * _ROW + t], g[_Q2 * _ROW + t], g[_Q3 * _ROW + t], cut, yc,
+                g[_Q0 * _ROW + t], g[_Q1 * _ROW + t], g[_Q2 * _ROW + t], g[_Q3 * _ROW + t],
+                _column_edge(m, g[_J1 * _ROW + t] - g[_J0 * _ROW + t]), yc,
             )  # fmt: skip
             low = low if yc < np.inf else left  # one row: all of it is in the lower row
             inv_area = g[_INV_AREA * _ROW + t]
@@ -647,7 +655,7 @@ def footprint_kernel(
                             g[_Y2 * _ROW + t], g[_Y3 * _ROW + t], g[_K0 * _ROW + t],
                             g[_K1 * _ROW + t], g[_K2 * _ROW + t], g[_K3 * _ROW + t],
                             g[_Q0 * _ROW + t], g[_Q1 * _ROW + t], g[_Q2 * _ROW + t],
-                            g[_Q3 * _ROW + t], float(m + 1), yc,
+                            g[_Q3 * _ROW + t], _column_edge(m, nj - 1.0), yc,
                         )  # fmt: skip
                         low = low if two else left
                         f_low = (low - low_prev) * inv_area
