@@ -280,8 +280,10 @@ def throughput(
             bound = (os.cpu_count() or 1) / (plain_cpu + sha_cpu) * 1e3
             row = {
                 **mbps,
-                "local plain CPU s/GB (machine)": plain_cpu,
-                "local eolake CPU s/GB (machine)": cpu["local eolake"] / (total / 1e9),
+                **{
+                    f"{k} CPU s/GB (machine)": cpu[k] / (total / 1e9)
+                    for k in ("local plain", "local plain + fsync", "local transfer only", "local eolake")
+                },
                 "sha256 CPU s/GB (one thread)": sha_cpu,
                 "verified-copy bound / local plain": bound / mbps["local plain"],
                 "local ratio": mbps["local eolake"] / mbps["local plain"],
