@@ -60,7 +60,7 @@ def plan_harvest(upstream: list[UpstreamGranule], ledger: pd.DataFrame) -> list[
 
 def _changed_upstream(g: UpstreamGranule, row: Any) -> bool:
     """Whether upstream now publishes other bytes than the ledger holds: a different SHA-256, or (services
-    that publish only sizes, e.g. CDSE's ``file:size``) a different size."""
+    that publish only a size, or a size and an MD5 as CDSE does: the ledger keeps SHA-256s) a different size."""
     if g.sha256 and isinstance(row.sha256, str):
         return g.sha256 != row.sha256
     size = getattr(row, "size", None)
