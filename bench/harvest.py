@@ -1,25 +1,29 @@
 """Harvest benchmark (not a test): transfer throughput against a plain copy, and a no-op re-run at 10,000 granules.
 
 1. Throughput. ``--days`` of simulated S5P NO2 granules (~5–9 MB each over the default domain) are served by the
-   fake upstream (``tests/fakes/upstream.py``: a STAC API and file server on 127.0.0.1). Each round copies all of
-   them, one at a time (see --threads), several ways, and reports wall-clock MB/s:
+   fake upstream (``tests/fakes/upstream.py``: a STAC API and file server on 127.0.0.1, in a process of its own,
+   sending untouched bodies with ``sendfile``). Each round copies all of them several ways and reports
+   wall-clock MB/s:
 
-   - local plain: ``requests`` streaming each body to a file (no checks);
+   - local plain: ``requests`` streaming each body to a file (no checks); ``+ fsync``: the same made durable
+     before close; ``+ sha256``: the same hashing in the loop and comparing with the published SHA-256 (the
+     simplest verified copy);
    - local eolake: ``infra.harvest.harvest_granule`` (streamed to ``raw/.partial``, SHA-256, size and checksum
      checked against the STAC item, the readability check ``infra.transfer._unreadable`` — structural, as the
      published checksum matched (``EOLAKE_HARVEST_CHECK=auto``) — fsynced, renamed);
    - S3 plain: the same body streamed to a local temporary file, then ``s3fs.put`` to the real S3 server
      (``rclone serve s3``, started here and stopped by PID); also reported: streaming the body straight into
      ``s3fs`` ``open('wb')`` (a plain multipart upload);
-   - S3 eolake: ``harvest_granule`` into an ``s3://`` lake (a multipart upload to the final key plus a local
-     spool copy; size, checksum and the readability check of the spool pass before the upload is completed).
-     The lake is opened (its bucket created) before the case is timed, as the plain copies' bucket is.
+   - S3 eolake: ``harvest_granule`` into an ``s3://`` lake (a granule smaller than a part: spooled, checked,
+     then one PUT; larger: a multipart upload to the final key completed after the checks).
 
-   Ratio = eolake MB/s / plain MB/s in the same round (goal ≥ 0.8); the order of the cases alternates by round.
-   ``full check`` and ``structure check`` time the two readability checks alone (over the upstream files),
-   ``sha256 alone`` hashes the same files; ``transfer only`` is eolake's transfer without the check (stream,
-   hash, verify size and checksum, fsync+rename or complete).
-   ``--threads 4`` copies four granules at a time in every case (as the flow does).
+   Every case's output place is made before the round; the cases take turns granule by granule (``--threads``
+   granules at a time, as the flow's task runner copies them, the order alternating), each after a ``sync``.
+   Ratio = eolake MB/s / plain MB/s in the same round (goal ≥ 0.8). ``full check`` and ``structure check``
+   time the two readability checks alone (over the upstream files), ``sha256 alone`` hashes the same files;
+   ``transfer only`` is eolake's transfer without the check (stream, hash, verify size and checksum,
+   fsync+rename or PUT). Machine CPU per GB of the local copies comes from ``/proc/stat`` (meaningful on an
+   otherwise idle machine only).
 
 2. No-op re-run. A catalog of ``--noop-items`` (default 10,000) granule items (synthetic names and footprints,
    nothing to download), served as a STAC API by the same fake upstream and also written as a static catalog;
@@ -89,18 +93,23 @@ def _simulate(out: Path, days: int) -> None:
     write_archive_catalog(str(out), items)
 
 
-def _plain_to_file(href: str, path: Path, *, fsync: bool = False) -> int:
+def _plain_to_file(href: str, path: Path, *, fsync: bool = False, sha256: str | None = None) -> int:
     """A plain copy: ``requests`` streams the body into a file; with ``fsync``, the file is flushed to disk
-    before it is closed (a durable copy, as ``dd conv=fsync`` or ``rsync --fsync`` make)."""
+    before it is closed (a durable copy, as ``dd conv=fsync`` or ``rsync --fsync`` make); with ``sha256``, the
+    body is hashed in the same loop and checked against it (the simplest verified copy)."""
     n = 0
+    digest = hashlib.sha256() if sha256 is not None else None
     with requests.get(href, stream=True, timeout=60) as r, path.open("wb") as f:
         r.raise_for_status()
         for block in r.iter_content(chunk_size=2**20):
             f.write(block)
+            if digest is not None:
+                digest.update(block)
             n += len(block)
         if fsync:
             f.flush()
             os.fsync(f.fileno())
+    assert digest is None or digest.hexdigest() == sha256
     return n
 
 
@@ -190,6 +199,9 @@ def throughput(
         def local_plain_fsync(g: UpstreamGranule) -> int:
             return _plain_to_file(g.href, dirs["local plain + fsync"] / g.name.filename, fsync=True)
 
+        def local_plain_sha256(g: UpstreamGranule) -> int:
+            return _plain_to_file(g.href, dirs["local plain + sha256"] / g.name.filename, sha256=g.sha256)
+
         def s3_plain_put(g: UpstreamGranule) -> int:
             path = dirs["s3 plain put"] / g.name.filename
             n = _plain_to_file(g.href, path)
@@ -233,6 +245,7 @@ def throughput(
         cases: dict[str, Callable[[UpstreamGranule], int]] = {
             "local plain": local_plain,
             "local plain + fsync": local_plain_fsync,
+            "local plain + sha256": local_plain_sha256,
             "local eolake": lambda g: _harvest_one(g, ready["local eolake"], api),
             "s3 plain put": s3_plain_put,
             "s3 plain stream": s3_plain_stream,
@@ -246,7 +259,7 @@ def throughput(
 
         def prepare() -> None:
             """Untimed, before a round: every case's fresh output place."""
-            for name in ("local plain", "local plain + fsync", "s3 plain put"):
+            for name in ("local plain", "local plain + fsync", "local plain + sha256", "s3 plain put"):
                 dirs[name] = _fresh_local(tmp / name.replace(" ", "-").replace("+", "and"))
             for name in ("local eolake", "local transfer only"):
                 ready[name] = open_lake(str(_fresh_local(tmp / name.replace(" ", "-"))))
@@ -282,12 +295,20 @@ def throughput(
                 **mbps,
                 **{
                     f"{k} CPU s/GB (machine)": cpu[k] / (total / 1e9)
-                    for k in ("local plain", "local plain + fsync", "local transfer only", "local eolake")
+                    for k in (
+                        "local plain",
+                        "local plain + fsync",
+                        "local plain + sha256",
+                        "local transfer only",
+                        "local eolake",
+                    )
                 },
                 "sha256 CPU s/GB (one thread)": sha_cpu,
                 "verified-copy bound / local plain": bound / mbps["local plain"],
                 "local ratio": mbps["local eolake"] / mbps["local plain"],
                 "local ratio (vs plain + fsync)": mbps["local eolake"] / mbps["local plain + fsync"],
+                "local ratio (vs plain + sha256)": mbps["local eolake"] / mbps["local plain + sha256"],
+                "plain + sha256 / plain": mbps["local plain + sha256"] / mbps["local plain"],
                 "s3 ratio (vs put)": mbps["s3 eolake"] / mbps["s3 plain put"],
                 "s3 ratio (vs stream)": mbps["s3 eolake"] / mbps["s3 plain stream"],
                 "local transfer-only ratio": mbps["local transfer only"] / mbps["local plain"],
