@@ -31,6 +31,9 @@ from typing import Any, TypeVar, cast
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _R6, _R12, _R20, _R30, _R42, _R56, _R72 = (1.0 / k for k in (6, 12, 20, 30, 42, 56, 72))  # series terms
@@ -64,6 +67,126 @@ def _inline(fn: _F) -> _F:
     )
 
 
+def _llvm_function(builder: Any, name: str, fnty: Any) -> Any:
+    """The LLVM function (an intrinsic) ``name`` of type ``fnty``, declared in the builder's module on first
+    use."""
+    fn = builder.module.globals.get(name)
+    return fn if fn is not None else ir.Function(builder.module, fnty, name)
+
+
+def _prefetch_typer(typingctx: Any, arr: Any, idx: Any) -> Any:
+    """``_prefetch(arr, i)``: ask the CPU to fetch the cache line of ``arr.flat[i]`` for writing (x86
+    ``prefetchw``; a hint: never faults, whatever the index)."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        ptr = builder.gep(data, [args[1]])
+        i32 = ir.IntType(32)
+        fn = _llvm_function(
+            builder, "llvm.prefetch.p0", ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        )
+        builder.call(fn, [ptr, ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])  # write, keep
+        return context.get_dummy_value()
+
+    return types.void(arr, idx), codegen
+
+
+def _add_share_typer(typingctx: Any, arr: Any, idx: Any, f: Any, f2: Any, w: Any, wv: Any, wss: Any) -> Any:
+    """``_add_share(sums, i, f, f², w, wv, wss)``: sums.flat[i : i + 4] += (f·w, f·wv, f²·wss, 1), as one
+    4-wide fused multiply-add: one load and one store of the cell's 32 bytes instead of four of each, the
+    same roundings as four scalar FMAs."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        dbl = ir.DoubleType()
+        vec = ir.VectorType(dbl, 4)
+        i32 = ir.IntType(32)
+        one = ir.Constant(dbl, 1.0)
+        f = ir.Constant(vec, ir.Undefined)
+        p = ir.Constant(vec, ir.Undefined)
+        shares = (args[2], args[2], args[3], one)  # f, f, f², 1
+        weights = (args[4], args[5], args[6], one)  # w, wv, wss, 1
+        for k, (fk, pk) in enumerate(zip(shares, weights, strict=True)):
+            f = builder.insert_element(f, fk, ir.Constant(i32, k))
+            p = builder.insert_element(p, pk, ir.Constant(i32, k))
+        ptr = builder.bitcast(builder.gep(data, [args[1]]), vec.as_pointer())
+        fma = _llvm_function(builder, "llvm.fma.v4f64", ir.FunctionType(vec, [vec, vec, vec]))
+        builder.store(builder.call(fma, [f, p, builder.load(ptr, align=8)]), ptr, align=8)
+        return context.get_dummy_value()
+
+    return types.void(arr, idx, f, f2, w, wv, wss), codegen
+
+
+_prefetch: Any = intrinsic(_prefetch_typer)
+_add_share: Any = intrinsic(_add_share_typer)
+
+
+@_inline
+def _centre_cell(
+    la: float,
+    d: float,
+    south: float,
+    west: float,
+    res: float,
+    n_lat: int,
+    n_lon: int,
+    north_pole_row: bool,
+) -> float:
+    """The flat cell (``i_lat * n_lon + i_lon``, as a float) holding a centre at latitude ``la``, given
+    d = longitude − west already in [0, 360); −1 outside the grid. Cells are half-open [edge, edge + res),
+    except that a centre exactly on the north pole belongs to the top row of a grid reaching 90°N. The
+    arithmetic of :meth:`GridSpec.cell_index`: floor((la − south) / res) and, with x = d + west (its
+    (lon − west) % 360 + west), floor((x − west) / res)."""
+    fi = np.floor((la - south) / res)
+    fi = n_lat - 1.0 if fi == n_lat and north_pole_row and la == 90.0 else fi
+    x = d + west
+    fj = np.floor((x - west) / res)
+    inside = fi >= 0.0 and fi < n_lat and fj < n_lon
+    return fi * n_lon + fj if inside else -1.0
+
+
+_CENTRE_BLOCK = 512  # pixels per block of the centre kernel
+_WRAP = -2.0  # cell of a centre whose longitude needs the modulo (west of west or 360° past it)
+
+
+@_jit
+def _centre_cells(
+    lat: Any,
+    lon: Any,
+    value: Any,
+    sigma: Any,
+    b0: int,
+    nb: int,
+    inverse_variance: bool,
+    south: float,
+    west: float,
+    res: float,
+    n_lat: int,
+    n_lon: int,
+    north_pole_row: bool,
+    g: Any,
+) -> None:
+    """The vectorised pass of :func:`centre_kernel` over pixels b0 … b0 + nb − 1 (degrees): each pixel's
+    cell (row 0 of ``g``; −1 to skip it, _WRAP for the scalar pass), w, w·value and w²σ² (rows 1–3).
+    Straight-line code with selects and unsigned indices, so that LLVM vectorises the loop."""
+    for t in range(nb):
+        p = np.uint64(b0 + t)
+        la = np.float64(lat[p])
+        lo = np.float64(lon[p])
+        v = np.float64(value[p])
+        s = np.float64(sigma[p])
+        finite = math.isfinite(la) and math.isfinite(lo) and math.isfinite(v) and math.isfinite(s)
+        d = lo - west
+        cell = _centre_cell(la, d, south, west, res, n_lat, n_lon, north_pole_row)
+        cell = cell if 0.0 <= d < 360.0 else _WRAP  # d % 360 is d itself in range: no modulo here
+        w = 1.0 / (s * s) if inverse_variance else 1.0
+        weighted = s > 0.0 or not inverse_variance
+        g[np.uint64(t)] = cell if finite and weighted else -1.0
+        g[np.uint64(_CENTRE_BLOCK + t)] = w
+        g[np.uint64(2 * _CENTRE_BLOCK + t)] = w * v
+        g[np.uint64(3 * _CENTRE_BLOCK + t)] = w * w * s * s
+
+
 @_jit
 def centre_kernel(
     lat: Any,
@@ -79,41 +202,33 @@ def centre_kernel(
     north_pole_row: bool,
     sums: Any,
 ) -> int:
-    """Add each pixel to the cell containing its centre; cells are half-open [edge, edge + res), except that
-    a centre exactly on the north pole belongs to the top row of a grid reaching 90°N. Returns pixels binned."""
+    """Add each pixel to the cell containing its centre (:func:`_centre_cell`). lat/lon/value/sigma: dims
+    (pixel,), degrees; pixels with a non-finite input, or σ ≤ 0 when inverse-variance weighted, are
+    skipped. In blocks of _CENTRE_BLOCK: cells and weights by a vectorised pass (:func:`_centre_cells`), then
+    the sums, in pixel order. Returns the pixels binned."""
     n = lat.shape[0]
+    g = np.empty(4 * _CENTRE_BLOCK)
     used = 0
-    for p in range(n):
-        la = np.float64(lat[p])
-        lo = np.float64(lon[p])
-        v = np.float64(value[p])
-        s = np.float64(sigma[p])
-        if not (math.isfinite(la) and math.isfinite(lo) and math.isfinite(v) and math.isfinite(s)):
-            continue
-        fi = math.floor((la - south) / res)
-        if fi == n_lat and north_pole_row and la == 90.0:
-            fi = n_lat - 1
-        if fi < 0 or fi >= n_lat:
-            continue
-        d = lo - west
-        if not (0.0 <= d < 360.0):  # d % 360 is d itself in range: skip the costly modulo there
-            d = d % 360.0
-        x = d + west  # the same arithmetic as GridSpec.cell_index: (lo - west) % 360 + west
-        fj = math.floor((x - west) / res)
-        if fj >= n_lon:
-            continue
-        if inverse_variance:
-            if not s > 0.0:
+    for b0 in range(0, n, _CENTRE_BLOCK):
+        nb = min(_CENTRE_BLOCK, n - b0)
+        _centre_cells(
+            lat, lon, value, sigma, b0, nb, inverse_variance, south, west, res, n_lat, n_lon, north_pole_row, g
+        )  # fmt: skip
+        for t in range(nb):
+            cell = g[t]
+            if cell == _WRAP:  # rare: the same cell arithmetic with the longitude wrapped
+                d = (np.float64(lon[b0 + t]) - west) % 360.0
+                cell = _centre_cell(
+                    np.float64(lat[b0 + t]), d, south, west, res, n_lat, n_lon, north_pole_row
+                )
+            if cell < 0.0:
                 continue
-            w = 1.0 / (s * s)
-        else:
-            w = np.float64(1.0)
-        c = int(fi) * n_lon + int(fj)
-        sums[c, 0] += w
-        sums[c, 1] += w * v
-        sums[c, 2] += w * w * s * s
-        sums[c, 3] += 1.0
-        used += 1
+            c = np.uint64(cell)
+            sums[c, 0] += g[_CENTRE_BLOCK + t]
+            sums[c, 1] += g[2 * _CENTRE_BLOCK + t]
+            sums[c, 2] += g[3 * _CENTRE_BLOCK + t]
+            sums[c, 3] += 1.0
+            used += 1
     return used
 
 
@@ -162,13 +277,9 @@ def _sin_step(d: float, s0: float, c0: float) -> float:
 
 @_inline
 def _add_cell(sums: Any, c: int, f: float, w: float, wv: float, wss: float) -> None:
-    """Add share f of a pixel (weight w, w·value wv, w²σ² wss) to cell ``c`` ≥ 0 of ``sums`` (cell, 4). The
-    index is unsigned so that numba does not test it for negative (wrap-around) indexing."""
-    cu = np.uint64(c)
-    sums[cu, 0] += f * w
-    sums[cu, 1] += f * wv
-    sums[cu, 2] += f * f * wss
-    sums[cu, 3] += 1.0
+    """Add share f of a pixel (weight w, w·value wv, w²σ² wss) to cell ``c`` ≥ 0 of ``sums`` (cell × 4, flat):
+    f·w, f·wv, f²·wss and a count of 1 (:func:`_add_share`)."""
+    _add_share(sums, np.uint64(4) * np.uint64(c), f, f * f, w, wv, wss)
 
 
 @_inline
@@ -367,9 +478,118 @@ _BLOCK = 256
 _ROW = _BLOCK + 8  # row stride: not a power of two, so that rows do not map to the same cache sets
 _SKIP, _ONE, _STRIP, _GENERAL = 0.0, 1.0, 2.0, 3.0  # pixel classes (row _CLS)
 (_CLS, _W, _WV, _WSS, _I0, _I1, _J0, _J1, _X0, _X1, _X2, _X3, _Y0, _Y1, _Y2, _Y3, _K0, _K1, _K2, _K3, _Q0, _Q1,
- _Q2, _Q3, _INV_AREA, _YC, _U1, _U2, _U3, _WINDING, _POLE, _LAT_MIN, _LAT_MAX, _XMIN, _XMAX, _SHIFT, _Y_OFF,
- _C0, _Y_NEXT, _LEFT, _LOW, _ROWS) = range(42)  # fmt: skip
+ _Q2, _Q3, _INV_AREA, _YC, _Y_OFF, _C0, _Y_NEXT, _LEFT, _LOW, _PF, _ROWS) = range(33)  # fmt: skip
 _SLOTS = 8  # columns of strip pixels done by the vectorised pass; further columns are done one by one
+
+
+@_inline
+def _pixel_setup(
+    lat_f: Any,
+    lon_f: Any,
+    value: Any,
+    sigma: Any,
+    p: Any,
+    inverse_variance: bool,
+    strips: bool,
+    south: float,
+    west: float,
+    res: float,
+    n_lat: int,
+) -> tuple[
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+]:
+    """Pixel p (unsigned; lat_f/lon_f flat (pixel × 4 corners), degrees): its class, weight w, w·value,
+    w²σ², rows i0…i1 and columns j0…j1 spanned (floats), corners (the longitudes unwrapped corner to corner:
+    lo0, u1, u2, u3; la0 … la3), the winding (±360 around a pole, else 0) and that pole's latitude, its
+    latitude range, its column range in column units and the longitude shift that puts its westernmost
+    vertex in [west, west + 360). Straight-line code (selects, no branches) for the vectorised pass 1; the
+    general path calls it again for its few pixels, which is cheaper than storing the values it alone
+    needs for every pixel."""
+    inv_res = 1.0 / res
+    top_pole = south + n_lat * res >= 90.0
+    fine = res <= 1.0
+    c = np.uint64(4) * p
+    v = np.float64(value[p])
+    s = np.float64(sigma[p])
+    la0 = np.float64(lat_f[c])
+    la1 = np.float64(lat_f[c + np.uint64(1)])
+    la2 = np.float64(lat_f[c + np.uint64(2)])
+    la3 = np.float64(lat_f[c + np.uint64(3)])
+    lo0 = np.float64(lon_f[c])
+    lo1 = np.float64(lon_f[c + np.uint64(1)])
+    lo2 = np.float64(lon_f[c + np.uint64(2)])
+    lo3 = np.float64(lon_f[c + np.uint64(3)])
+    # one test for all: a NaN or inf anywhere makes the sum non-finite
+    finite = math.isfinite(v + s + la0 + la1 + la2 + la3 + lo0 + lo1 + lo2 + lo3)
+    w = 1.0 / (s * s) if inverse_variance else 1.0
+    weighted = s > 0.0 or not inverse_variance
+    lat_min: float = min(min(la0, la1), min(la2, la3))
+    lat_max: float = max(max(la0, la1), max(la2, la3))
+    xmin = min(min(lo0, lo1), min(lo2, lo3))
+    xmax = max(max(lo0, lo1), max(lo2, lo3))
+    # no step crosses ±180 (nearly all pixels): the unwrapped longitudes are the longitudes; else
+    # unwrap corner to corner (each step in [-180, 180)); around a pole the winding is ±360
+    plain = xmax - xmin < 180.0
+    v1 = lo0 + _wrap(lo1 - lo0)
+    v2 = v1 + _wrap(lo2 - v1)
+    v3 = v2 + _wrap(lo3 - v2)
+    winding = 0.0 if plain else v3 + _wrap(lo0 - v3) - lo0
+    u1 = lo1 if plain else v1
+    u2 = lo2 if plain else v2
+    u3 = lo3 if plain else v3
+    xmin = xmin if plain else min(min(lo0, u1), min(u2, u3))
+    xmax = xmax if plain else max(max(lo0, u1), max(u2, u3))
+    polar = abs(winding) > 180.0
+    # a pixel around a pole is closed along it: the polygon spans 360° of longitude
+    pole = (90.0 if la0 + la1 + la2 + la3 > 0 else -90.0) if polar else 0.0
+    xmin = min(xmin, lo0 + winding) if polar else xmin
+    xmax = max(xmax, lo0 + winding) if polar else xmax
+    lat_min = min(lat_min, pole) if polar else lat_min
+    lat_max = max(lat_max, pole) if polar else lat_max
+    # shift so the westernmost vertex lies in [west, west + 360); to column units
+    d = xmin - west
+    shift = west if 0.0 <= d < 360.0 else west + np.floor(d / 360.0) * 360.0
+    xmin = (xmin - shift) * inv_res
+    xmax = (xmax - shift) * inv_res
+    i0 = np.floor((lat_min - south) * inv_res)
+    i1 = np.floor((lat_max - south) * inv_res)
+    i1 = min(i1, n_lat - 1.0) if lat_max >= 90.0 and top_pole else i1
+    j0 = np.floor(xmin)
+    j1 = np.floor(xmax)
+    j1 = j1 - 1.0 if xmax == j1 and j1 > j0 else j1  # ending exactly on an edge: not in the next column
+    i1 = i1 - 1.0 if lat_max == south + i1 * res and i1 > i0 else i1
+    # strip pixels: ≤ 2 rows, not polar, inside the grid's rows, fine grids
+    strip = strips and fine and not polar and i1 - i0 <= 1.0 and i0 >= 0.0 and i1 < n_lat
+    strip = strip and lat_max - lat_min <= 5.0
+    kind = _STRIP if strip else _GENERAL
+    kind = _ONE if i0 == i1 and j0 == j1 else kind
+    kind = _SKIP if not (finite and weighted) or i1 < 0.0 or i0 >= n_lat else kind
+    return (
+        kind, w, w * v, w * w * s * s, i0, i1, j0, j1, lo0, u1, u2, u3, la0, la1, la2, la3, winding, pole,
+        lat_min, lat_max, xmin, xmax, shift,
+    )  # fmt: skip
 
 
 @_fjit
@@ -386,81 +606,26 @@ def _pixel_geometry(
     west: float,
     res: float,
     n_lat: int,
+    n_lon: int,
     g: Any,
 ) -> None:
-    """Pass 1 of a block (pixels b0 … b0 + nb − 1; lat_f/lon_f flat (pixel × 4 corners), degrees): weights,
-    unwrapped longitudes, rows i0…i1 and columns j0…j1 spanned, the pixel's class, and for strip pixels
-    their vertices in column units from column j0 and their latitudes relative to the row edge i0 (degrees
-    → radians). Straight-line code (selects, no branches, unsigned flat indices) so that LLVM vectorises the
-    loop; values of pixels of another class are computed and ignored."""
+    """Pass 1 of a block (pixels b0 … b0 + nb − 1): each pixel's class, weights, rows and columns
+    (:func:`_pixel_setup`), its first cell (for the prefetch in pass 5), and for strip pixels their
+    vertices in column units from column j0 and their latitudes relative to the row edge i0 (degrees →
+    radians). Vectorised: values of pixels of another class are computed and ignored."""
     inv_res = 1.0 / res
     deg = math.pi / 180.0
-    top_pole = south + n_lat * res >= 90.0
-    fine = res <= 1.0
+    n_cells = float((n_lat - 1) * n_lon)
     for t in range(nb):
-        p = np.uint64(b0 + t)
-        c = np.uint64(4) * p
-        v = np.float64(value[p])
-        s = np.float64(sigma[p])
-        la0 = np.float64(lat_f[c])
-        la1 = np.float64(lat_f[c + np.uint64(1)])
-        la2 = np.float64(lat_f[c + np.uint64(2)])
-        la3 = np.float64(lat_f[c + np.uint64(3)])
-        lo0 = np.float64(lon_f[c])
-        lo1 = np.float64(lon_f[c + np.uint64(1)])
-        lo2 = np.float64(lon_f[c + np.uint64(2)])
-        lo3 = np.float64(lon_f[c + np.uint64(3)])
-        # one test for all: a NaN or inf anywhere makes the sum non-finite
-        finite = math.isfinite(v + s + la0 + la1 + la2 + la3 + lo0 + lo1 + lo2 + lo3)
-        w = 1.0 / (s * s) if inverse_variance else 1.0
-        weighted = s > 0.0 or not inverse_variance
-        lat_min: float = min(min(la0, la1), min(la2, la3))
-        lat_max: float = max(max(la0, la1), max(la2, la3))
-        xmin = min(min(lo0, lo1), min(lo2, lo3))
-        xmax = max(max(lo0, lo1), max(lo2, lo3))
-        # no step crosses ±180 (nearly all pixels): the unwrapped longitudes are the longitudes; else
-        # unwrap corner to corner (each step in [-180, 180)); around a pole the winding is ±360
-        plain = xmax - xmin < 180.0
-        v1 = lo0 + _wrap(lo1 - lo0)
-        v2 = v1 + _wrap(lo2 - v1)
-        v3 = v2 + _wrap(lo3 - v2)
-        winding = 0.0 if plain else v3 + _wrap(lo0 - v3) - lo0
-        u1 = lo1 if plain else v1
-        u2 = lo2 if plain else v2
-        u3 = lo3 if plain else v3
-        xmin = xmin if plain else min(min(lo0, u1), min(u2, u3))
-        xmax = xmax if plain else max(max(lo0, u1), max(u2, u3))
-        polar = abs(winding) > 180.0
-        # a pixel around a pole is closed along it: the polygon spans 360° of longitude
-        pole = (90.0 if la0 + la1 + la2 + la3 > 0 else -90.0) if polar else 0.0
-        xmin = min(xmin, lo0 + winding) if polar else xmin
-        xmax = max(xmax, lo0 + winding) if polar else xmax
-        lat_min = min(lat_min, pole) if polar else lat_min
-        lat_max = max(lat_max, pole) if polar else lat_max
-        # shift so the westernmost vertex lies in [west, west + 360); to column units
-        d = xmin - west
-        shift = west if 0.0 <= d < 360.0 else west + np.floor(d / 360.0) * 360.0
-        xmin = (xmin - shift) * inv_res
-        xmax = (xmax - shift) * inv_res
-        i0 = np.floor((lat_min - south) * inv_res)
-        i1 = np.floor((lat_max - south) * inv_res)
-        i1 = min(i1, n_lat - 1.0) if lat_max >= 90.0 and top_pole else i1
-        j0 = np.floor(xmin)
-        j1 = np.floor(xmax)
-        j1 = j1 - 1.0 if xmax == j1 and j1 > j0 else j1  # ending exactly on an edge: not in the next column
-        i1 = i1 - 1.0 if lat_max == south + i1 * res and i1 > i0 else i1
-        # strip pixels (≤ 2 rows, not polar, inside the grid's rows, fine grids): vertices in column units
-        # from column j0; latitudes in radians from the row edge i0 below the pixel
+        (kind, w, wv, wss, i0, i1, j0, j1, lo0, u1, u2, u3, la0, la1, la2, la3, _, _, _, _, _, _,
+         shift) = _pixel_setup(
+            lat_f, lon_f, value, sigma, np.uint64(b0 + t), inverse_variance, strips, south, west, res, n_lat
+        )  # fmt: skip
         ref = south + i0 * res
-        strip = strips and fine and not polar and i1 - i0 <= 1.0 and i0 >= 0.0 and i1 < n_lat
-        strip = strip and lat_max - lat_min <= 5.0
-        kind = _STRIP if strip else _GENERAL
-        kind = _ONE if i0 == i1 and j0 == j1 else kind
-        kind = _SKIP if not (finite and weighted) or i1 < 0.0 or i0 >= n_lat else kind
         g[_CLS * _ROW + t] = kind
         g[_W * _ROW + t] = w
-        g[_WV * _ROW + t] = w * v
-        g[_WSS * _ROW + t] = w * w * s * s
+        g[_WV * _ROW + t] = wv
+        g[_WSS * _ROW + t] = wss
         g[_I0 * _ROW + t] = i0
         g[_I1 * _ROW + t] = i1
         g[_J0 * _ROW + t] = j0
@@ -473,16 +638,8 @@ def _pixel_geometry(
         g[_Y1 * _ROW + t] = (la1 - ref) * deg
         g[_Y2 * _ROW + t] = (la2 - ref) * deg
         g[_Y3 * _ROW + t] = (la3 - ref) * deg
-        g[_U1 * _ROW + t] = u1
-        g[_U2 * _ROW + t] = u2
-        g[_U3 * _ROW + t] = u3
-        g[_WINDING * _ROW + t] = winding
-        g[_POLE * _ROW + t] = pole
-        g[_LAT_MIN * _ROW + t] = lat_min
-        g[_LAT_MAX * _ROW + t] = lat_max
-        g[_XMIN * _ROW + t] = xmin
-        g[_XMAX * _ROW + t] = xmax
-        g[_SHIFT * _ROW + t] = shift
+        first = i0 * n_lon + j0  # the pixel's first cell (unwrapped), for the prefetch in pass 5
+        g[_PF * _ROW + t] = first if 0.0 <= first < n_cells else 0.0
 
 
 @_fjit
@@ -597,11 +754,12 @@ def footprint_kernel(
     cut_y = np.empty(n_lat + 2)
     g = np.empty(_ROWS * _ROW)
     shares = np.empty(2 * _SLOTS * _ROW)
+    flat = sums.reshape(-1)
     used = 0
     for b0 in range(0, n, _BLOCK):
         nb = min(_BLOCK, n - b0)
         _pixel_geometry(
-            lat_f, lon_f, value, sigma, b0, nb, inverse_variance, strips, south, west, res, n_lat, g
+            lat_f, lon_f, value, sigma, b0, nb, inverse_variance, strips, south, west, res, n_lat, n_lon, g
         )
         # pass 2: the tabulated sine and cosine of each strip pixel's row edge (a gather: its own loop, so
         # that the other passes need no alias checks against the tables and vectorise), and the most
@@ -619,6 +777,9 @@ def footprint_kernel(
         _column_shares(nb, min(columns, _SLOTS), g, shares)
         # pass 5: each pixel's shares into its cells
         for t in range(nb):
+            c = np.uint64(4) * np.uint64(g[_PF * _ROW + min(t + 8, nb - 1)])
+            _prefetch(flat, c)
+            _prefetch(flat, c + np.uint64(4 * n_lon))
             kind = g[_CLS * _ROW + t]
             if kind == _SKIP:
                 continue
@@ -631,24 +792,35 @@ def footprint_kernel(
             if kind == _ONE:  # one cell: the whole pixel goes there
                 if i0 < 0 or jw >= n_lon:
                     continue
-                _add_cell(sums, i0 * n_lon + jw, 1.0, w, wv, wss)
+                _add_cell(flat, i0 * n_lon + jw, 1.0, w, wv, wss)
                 used += 1
             elif kind == _STRIP:
                 # the strip path (≤ 2 rows): shares of the lower and upper row in each column, from the
-                # vectorised slots; columns beyond them (wide pixels near the poles) one by one here
+                # vectorised slots; columns beyond them (wide pixels near the poles) one by one after
                 nj = int(g[_J1 * _ROW + t]) - j0 + 1
-                yc = g[_YC * _ROW + t]
-                two = yc < np.inf
-                left_prev = g[_LEFT * _ROW + t]
-                low_prev = g[_LOW * _ROW + t]
-                inv_area = g[_INV_AREA * _ROW + t]
+                low_row = i0 * n_lon
                 reached = False
-                jj = jw - 1  # column of cell m, wrapped without a division per cell
-                for m in range(nj):
-                    if m < _SLOTS:
-                        f_low = shares[2 * m * _ROW + t]
-                        f_up = shares[(2 * m + 1) * _ROW + t]
-                    else:
+                jj = jw  # column of slot m, wrapped without a division per cell
+                tu = np.uint64(t)
+                for m in range(min(nj, _SLOTS)):
+                    k = np.uint64(2 * _ROW) * np.uint64(m) + tu
+                    f_low = shares[k]
+                    f_up = shares[k + np.uint64(_ROW)]  # exactly 0 for a pixel in one row
+                    if jj < n_lon:
+                        if f_low > 1e-12:
+                            _add_cell(flat, low_row + jj, f_low, w, wv, wss)
+                            reached = True
+                        if f_up > 1e-12:
+                            _add_cell(flat, low_row + n_lon + jj, f_up, w, wv, wss)
+                            reached = True
+                    jj = jj + 1 if jj + 1 < n360 else 0
+                if nj > _SLOTS:
+                    yc = g[_YC * _ROW + t]
+                    two = yc < np.inf
+                    left_prev = g[_LEFT * _ROW + t]
+                    low_prev = g[_LOW * _ROW + t]
+                    inv_area = g[_INV_AREA * _ROW + t]
+                    for m in range(_SLOTS, nj):
                         left, low = _cut_areas(
                             g[_X0 * _ROW + t], g[_X1 * _ROW + t], g[_X2 * _ROW + t],
                             g[_X3 * _ROW + t], g[_Y0 * _ROW + t], g[_Y1 * _ROW + t],
@@ -662,26 +834,26 @@ def footprint_kernel(
                         f_up = ((left - left_prev) - (low - low_prev)) * inv_area
                         left_prev = left
                         low_prev = low
-                    jj = jj + 1 if jj + 1 < n360 else 0
-                    if jj < n_lon:
-                        if f_low > 1e-12:
-                            _add_cell(sums, i0 * n_lon + jj, f_low, w, wv, wss)
-                            reached = True
-                        if two and f_up > 1e-12:
-                            _add_cell(sums, (i0 + 1) * n_lon + jj, f_up, w, wv, wss)
-                            reached = True
+                        if jj < n_lon:
+                            if f_low > 1e-12:
+                                _add_cell(flat, low_row + jj, f_low, w, wv, wss)
+                                reached = True
+                            if f_up > 1e-12:
+                                _add_cell(flat, low_row + n_lon + jj, f_up, w, wv, wss)
+                                reached = True
+                        jj = jj + 1 if jj + 1 < n360 else 0
                 if reached:
                     used += 1
             else:
-                p = b0 + t
+                (_, _, _, _, _, i1, _, j1, lo0, u1, u2, u3, la0, la1, la2, la3, winding, pole, lat_min, lat_max,
+                 xmin, xmax, shift) = _pixel_setup(
+                    lat_f, lon_f, value, sigma, np.uint64(b0 + t), inverse_variance, strips, south, west,
+                    res, n_lat,
+                )  # fmt: skip
                 used += _polygon_cells(
-                    np.float64(lon_b[p, 0]), g[_U1 * _ROW + t], g[_U2 * _ROW + t], g[_U3 * _ROW + t],
-                    np.float64(lat_b[p, 0]), np.float64(lat_b[p, 1]), np.float64(lat_b[p, 2]),
-                    np.float64(lat_b[p, 3]), g[_WINDING * _ROW + t], g[_POLE * _ROW + t],
-                    abs(g[_WINDING * _ROW + t]) > 180.0, g[_LAT_MIN * _ROW + t], g[_LAT_MAX * _ROW + t],
-                    g[_XMIN * _ROW + t], g[_XMAX * _ROW + t], g[_SHIFT * _ROW + t], i0,
-                    int(g[_I1 * _ROW + t]), j0, int(g[_J1 * _ROW + t]), w, wv, wss, south, res, n_lat,
-                    n_lon, px, py, y_edge, c_edge, prev, cur, cut_y, sums,
+                    lo0, u1, u2, u3, la0, la1, la2, la3, winding, pole, abs(winding) > 180.0, lat_min, lat_max,
+                    xmin, xmax, shift, i0, int(i1), j0, int(j1), w, wv, wss, south, res, n_lat, n_lon, px, py,
+                    y_edge, c_edge, prev, cur, cut_y, flat,
                 )  # fmt: skip
     return used
 
