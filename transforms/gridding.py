@@ -141,7 +141,7 @@ class GridAccumulator:
         self.method: Method = method
         self.weighting: Weighting = weighting
         # per cell: Σfw, Σfwv, Σ(fw)²σ², pixel count (see transforms.footprint)
-        self.sums = zeros_cells(grid.shape[0] * grid.shape[1])
+        self.sums = np.zeros((grid.shape[0] * grid.shape[1], 4))
         self.pixels = 0  # pixels that reached at least one cell
 
     def add_arrays(
@@ -241,15 +241,6 @@ class GridAccumulator:
             coords={"lat": self.grid.lat(), "lon": self.grid.lon()},
             attrs={"weighting": self.weighting, "binning": _BINNING_NAME[self.method]},
         )
-
-
-def zeros_cells(cells: int) -> npt.NDArray[np.float64]:
-    """Zeroed cell sums, dims (cell, 4), float64, starting on a 64-byte boundary: each cell's 32 bytes then
-    lie in one cache line (``np.zeros`` gives 16 mod 64 here, which splits every other cell over two)."""
-    buf = np.zeros(cells * 4 + 8)
-    start = (-buf.ctypes.data % 64) // 8
-    out: npt.NDArray[np.float64] = buf[start : start + cells * 4].reshape(cells, 4)
-    return out
 
 
 def _flat(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
