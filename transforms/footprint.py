@@ -778,12 +778,15 @@ def footprint_kernel(
             g[_Y_NEXT * _ROW + t] = y_edge[i + 1]
         _strip_geometry(nb, g)
         _column_shares(nb, min(columns, _SLOTS), g, shares)
-        # pass 5: each pixel's shares into its cells; the first cell of both rows of the pixel 16 ahead is
-        # prefetched meanwhile (without, this pass waited on the cells' cache lines: 31 against 25 ns/pixel)
+        # pass 5: each pixel's shares into its cells; the first two cache lines of both rows of the pixel 16
+        # ahead are prefetched meanwhile (without, this pass waited on the cells' cache lines: 31 against
+        # 24 ns per pixel)
         for t in range(nb):
             c = np.uint64(4) * np.uint64(g[_PF * _ROW + min(t + 16, nb - 1)])
             _prefetch(flat, c)
+            _prefetch(flat, c + np.uint64(8))  # its next cache line (a cell may straddle two)
             _prefetch(flat, c + np.uint64(4 * n_lon))
+            _prefetch(flat, c + np.uint64(4 * n_lon + 8))
             kind = g[_CLS * _ROW + t]
             if kind == _SKIP:
                 continue
