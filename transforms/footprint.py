@@ -482,7 +482,7 @@ _ROW = _BLOCK + 8  # row stride: not a power of two, so that rows do not map to 
 _SKIP, _ONE, _STRIP, _GENERAL = 0.0, 1.0, 2.0, 3.0  # pixel classes (row _CLS)
 (_CLS, _W, _WV, _WSS, _I0, _I1, _J0, _J1, _X0, _X1, _X2, _X3, _Y0, _Y1, _Y2, _Y3, _K0, _K1, _K2, _K3, _Q0, _Q1,
  _Q2, _Q3, _INV_AREA, _YC, _Y_OFF, _C0, _Y_NEXT, _LEFT, _LOW, _PF, _ROWS) = range(33)  # fmt: skip
-_SLOTS = 8  # columns of strip pixels done by the vectorised pass; further columns are done one by one
+_SLOTS = 12  # columns of strip pixels done by the vectorised pass; further columns are done one by one
 
 
 @_inline

@@ -329,7 +329,7 @@ def test_mixed_blocks_equal_the_general_path() -> None:
     order = rng.permutation(lat_b.shape[0])
     lat_b, lon_b, value, sigma = lat_b[order], lon_b[order], value[order], sigma[order]
     columns = np.array(_cells_spanned(lat_b, lon_b, 0.25))[:, 1]
-    assert (columns > 8).sum() > 100 and (columns <= 3).sum() > 1000
+    assert (columns > footprint._SLOTS).sum() > 100 and (columns <= 3).sum() > 1000
     sums = {}
     for strips in (True, False):
         sums[strips] = np.zeros((720 * 1440, 4))
