@@ -66,16 +66,22 @@ def grid_granules(
         on_day = px.scan_time.astype("datetime64[D]") == np.datetime64(day, "D")  # dims (scanline,)
         if not on_day.all():
             keep &= np.repeat(on_day, px.n_ground_pixel)
-        value = px.value  # freshly read, ours: a dropped pixel gets NaN, which the kernels skip (no gather)
-        np.copyto(value, np.nan, where=~keep)
-        acc.add_arrays(
-            value=value,
-            uncertainty=px.uncertainty,
-            latitude=px.latitude,
-            longitude=px.longitude,
-            latitude_bounds=px.latitude_bounds,
-            longitude_bounds=px.longitude_bounds,
-        )
+        if px.latitude_bounds is not None and px.longitude_bounds is not None:
+            # footprints: only the kept pixels, copied together (np.take: about 3 ns per pixel; a dropped
+            # pixel, a third of a typical file's, cost about 25 ns in the footprint kernel's passes even as NaN)
+            kept = np.flatnonzero(keep)
+            acc.add_arrays(
+                value=np.take(px.value, kept),
+                uncertainty=np.take(px.uncertainty, kept),
+                latitude_bounds=np.take(px.latitude_bounds, kept, axis=0),
+                longitude_bounds=np.take(px.longitude_bounds, kept, axis=0),
+            )
+        else:
+            value = px.value  # freshly read, ours: a dropped pixel gets NaN, which the centre kernel skips
+            np.copyto(value, np.nan, where=~keep)
+            acc.add_arrays(
+                value=value, uncertainty=px.uncertainty, latitude=px.latitude, longitude=px.longitude
+            )
     fields = acc.fields()
     observed = int((fields["count"].values > 0).sum())
     stats = DayStats(

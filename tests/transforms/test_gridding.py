@@ -120,8 +120,9 @@ def test_weighted_sum_is_conserved(pixels: list[tuple[float, float, float, float
 
 @pytest.mark.parametrize("method", ["centre", "footprint"])
 def test_lean_file_to_grid_equals_the_dataset_path(tmp_path, method: str) -> None:
-    """grid_granules (lean read: no corners for centre, masked arrays binned directly) gives exactly what the
-    full observations Dataset path (open_observations → mask_observations → select_day → add) gives."""
+    """grid_granules (lean read: no corners for centre, masked arrays binned directly; for footprints only the
+    kept pixels, copied together) gives exactly what the full observations Dataset path (open_observations →
+    mask_observations → select_day → add) gives."""
     import datetime as dt
 
     from transforms.granules import parse_granule_name
