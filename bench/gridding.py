@@ -76,6 +76,11 @@ def bench_kernels(orbits: int, method: str) -> dict[str, float]:
     sums = [np.zeros(size) for _ in range(4)]
     centre = GridAccumulator(GRID, method="centre")
     fp = GridAccumulator(GRID, method="footprint")
+    # Every method's output arrays are touched before the clock starts: the first write to each page of a
+    # fresh array (here 207 MB per accumulator) costs a page fault whose price varies ~10x between processes on
+    # this VM, and would land on whichever method happens to touch a page first. Binning time is binning.
+    for out in (*sums, centre.sums, fp.sums):
+        out.fill(0.0)
     seconds = {"numpy": 0.0, "centre": 0.0, "footprint": 0.0}
     n = 0
     for o in range(orbits):
