@@ -86,6 +86,12 @@ def _validator(resp: requests.Response) -> str | None:
     return resp.headers.get("Last-Modified")
 
 
+def new_digests(md5: bool = False) -> dict[str, hashlib._Hash]:
+    """Fresh hash objects for a transfer: SHA-256 always (the ledger records it), MD5 too when that is what
+    upstream publishes."""
+    return {a: hashlib.new(a, usedforsecurity=False) for a in (("sha256", "md5") if md5 else ("sha256",))}
+
+
 class _Writer:
     """Hands each received block to worker threads (:mod:`infra.workers`): one writes it to the sink, one per
     digest (SHA-256, and MD5 when upstream publishes that) adds it to its hash, so that receiving, writing
@@ -93,13 +99,13 @@ class _Writer:
     the GIL on large buffers). The same ``bytes`` object goes to all: no copy. Holds at most ``depth`` blocks
     per worker; an error of the sink is raised by the next ``put`` or ``drain``."""
 
-    def __init__(self, sink: Sink, algorithms: tuple[str, ...] = ("sha256",), depth: int = 32) -> None:
+    def __init__(self, sink: Sink, md5: bool = False, depth: int = 32) -> None:
         self.sink = sink
-        self.algorithms = algorithms
-        self.digests = {a: hashlib.new(a, usedforsecurity=False) for a in algorithms}
+        self.md5 = md5
+        self.digests = new_digests(md5)
         self.error: BaseException | None = None
         self._writes: queue.Queue[bytes | None] = queue.Queue(depth)
-        self._hashes: dict[str, queue.Queue[bytes | None]] = {a: queue.Queue(depth) for a in algorithms}
+        self._hashes: dict[str, queue.Queue[bytes | None]] = {a: queue.Queue(depth) for a in self.digests}
         self._workers = [Background(self._run, self._writes, self._write)] + [
             Background(self._run, q, functools.partial(self._hash, a)) for a, q in self._hashes.items()
         ]
@@ -153,8 +159,7 @@ class _Writer:
     def restart(self) -> None:
         self.drain()
         self.sink.restart()
-        for a in self.algorithms:
-            self.digests[a] = hashlib.new(a, usedforsecurity=False)
+        self.digests = new_digests(self.md5)
 
     def close(self) -> None:
         self._writes.put(None)
@@ -241,7 +246,7 @@ def download(
     transfer cost. ``written`` (e.g. a check of the written file) runs once the whole body is in the sink,
     while the hashes of its last blocks are still being computed; its result is ``Downloaded.written``."""
     policy = policy or RetryPolicy()
-    writer = _Writer(sink, ("sha256", "md5") if md5 else ("sha256",))
+    writer = _Writer(sink, md5)
     try:
         return _download(url, _Progress(writer), credential_hint, headers or {}, policy, sleep, written)
     finally:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
+import functools
 import os
 import posixpath
 import sys
@@ -38,11 +38,11 @@ import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import fsspec
 
-from infra.http import RetryPolicy, UpstreamAuthError, download
+from infra.http import RetryPolicy, UpstreamAuthError, download, new_digests
 from infra.settings import HarvestCheck
 from infra.sources import redact_url
 from infra.storage import Lake
@@ -122,24 +122,25 @@ class _LocalTarget:
 
 
 _SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of the range's dirty pages, do not wait for it
-_sync_file_range: Callable[[int, int, int, int], int] | None = None
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int]:
+    """libc's ``sync_file_range`` on Linux; elsewhere a no-op (the fsync does it all)."""
+    if not sys.platform.startswith("linux"):
+        return lambda fd, offset, nbytes, flags: 0
+    fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return cast(Callable[[int, int, int, int], int], fn)
 
 
 def _start_writeback(file: IO[bytes]) -> None:
-    """Have the kernel start writing ``file``'s dirty pages to disk now, without waiting (Linux
-    ``sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)``), so the disk writes overlap the rest of the download
-    and the fsync before the rename has little left to wait for. Elsewhere a no-op: the fsync does it all."""
-    global _sync_file_range
-    if _sync_file_range is None:
-        if not sys.platform.startswith("linux"):
-            _sync_file_range = lambda fd, offset, nbytes, flags: 0  # noqa: E731
-        else:
-            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-            fn.restype = ctypes.c_int
-            _sync_file_range = fn
+    """Have the kernel start writing ``file``'s dirty pages to disk now, without waiting
+    (``sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)``), so the disk writes overlap the rest of the download
+    and the fsync before the rename has little left to wait for."""
     file.flush()
-    _sync_file_range(file.fileno(), 0, 0, _SYNC_FILE_RANGE_WRITE)  # a failure only leaves it to the fsync
+    _sync_file_range()(file.fileno(), 0, 0, _SYNC_FILE_RANGE_WRITE)  # a failure only leaves it to the fsync
 
 
 class _S3Target:
@@ -425,14 +426,12 @@ def _abort_quietly(target: Target) -> None:
 def _copy(href: str, target: Target, *, md5: bool = False) -> tuple[int, str, str | None]:
     """Stream a file-system or object-store ``href`` (anything fsspec opens) into ``target``: its size, SHA-256
     and (with ``md5``) MD5."""
-    digest = hashlib.sha256()
-    other = hashlib.md5(usedforsecurity=False) if md5 else None
+    digests = new_digests(md5)
     size = 0
     with fsspec.open(href, "rb") as src:
         while block := src.read(BLOCK):
-            digest.update(block)
-            if other is not None:
-                other.update(block)
+            for d in digests.values():
+                d.update(block)
             target.write(block)
             size += len(block)
-    return size, digest.hexdigest(), other.hexdigest() if other is not None else None
+    return size, digests["sha256"].hexdigest(), digests["md5"].hexdigest() if md5 else None
